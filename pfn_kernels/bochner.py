@@ -1,0 +1,119 @@
+r"""Bochner's theorem for per-dimension spectral mixtures.
+
+A stationary kernel is the Fourier transform of a non-negative spectral density. With frequencies
+:math:`\omega` in cycles per unit input,
+
+.. math::
+
+    k(\tau) = \int_{-\infty}^{\infty} S(\omega)\, e^{2\pi i \omega \tau}\, d\omega
+            = \int_{-\infty}^{\infty} S(\omega) \cos(2\pi \omega \tau)\, d\omega,
+    \qquad
+    S(\omega) = \int_{-\infty}^{\infty} k(\tau) \cos(2\pi \omega \tau)\, d\tau .
+
+For the symmetrized Gaussian mixture
+:math:`S_j(\omega) = \sum_q \tfrac{w_{jq}}{2}\,[\mathcal N(\omega; \mu_{jq}, s_{jq}^2) +
+\mathcal N(\omega; -\mu_{jq}, s_{jq}^2)]` the transform is closed-form,
+:math:`k_j(\tau) = \sum_q w_{jq} e^{-2\pi^2 \tau^2 s_{jq}^2} \cos(2\pi \mu_{jq} \tau)`, and the
+product over dimensions of these is the kernel of :class:`~pfn_kernels.AmortizedSpectralKernel`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pfn_kernels.spectral_params import SpectralParams
+
+TWO_PI_SQ = 2.0 * math.pi**2
+
+
+def spectral_mixture_covariance(
+    x1: Tensor,
+    x2: Tensor,
+    weights: Tensor,
+    means: Tensor,
+    scales: Tensor,
+    outputscale: Tensor | None = None,
+    diag: bool = False,
+) -> Tensor:
+    r"""Closed-form product spectral-mixture kernel.
+
+    .. math::
+        k(\mathbf x, \mathbf x') = \sigma_f^2 \prod_j \sum_q w_{jq}
+            e^{-2\pi^2 \tau_j^2 s_{jq}^2} \cos(2\pi \mu_{jq} \tau_j)
+
+    :param x1: `(*batch, n, d)` inputs.
+    :param x2: `(*batch, m, d)` inputs (`m == n` when ``diag``).
+    :param weights: `(*kbatch, d, Q)`; ``means`` and ``scales`` likewise. ``kbatch`` broadcasts
+        against the inputs' batch dimensions from the right, as in GPyTorch.
+    :param outputscale: `(*kbatch)` or ``None`` (unit outputscale: the kernel *shape*).
+    :param diag: return only the diagonal `(*batch, n)` of :math:`k(x1_i, x2_i)`.
+    :return: `(*batch, n, m)` covariance, or `(*batch, n)` with ``diag``.
+    """
+    d = x1.shape[-1]
+    if weights.shape[-2] != d:
+        raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
+    w, mu, s = (t.to(x1) for t in (weights, means, scales))
+    out = None
+    for j in range(d):
+        if diag:
+            tau = (x1[..., :, j] - x2[..., :, j]).unsqueeze(-1)  # (*b, n, 1)
+            wj, mj, sj = w[..., None, j, :], mu[..., None, j, :], s[..., None, j, :]  # (*kb, 1, Q)
+        else:
+            tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
+            wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
+        comp = wj * torch.exp(-TWO_PI_SQ * (tau * sj) ** 2) * torch.cos(2 * math.pi * mj * tau)
+        comp = comp.sum(-1)
+        out = comp if out is None else out * comp
+    if outputscale is not None:
+        os = outputscale.to(x1)
+        out = out * (os[..., None] if diag else os[..., None, None])
+    return out
+
+
+def spectral_density(omega: Tensor, params: SpectralParams) -> Tensor:
+    r"""Per-dimension spectral density :math:`S_j(\omega)` of the *shape* kernel (outputscale 1).
+
+    :param omega: `(L,)` frequencies in cycles per unit input (negative values allowed; the density
+        is symmetric).
+    :param params: spectral parameters with batch shape `(*batch)`.
+    :return: `(*batch, d, L)` densities; each integrates to 1 over :math:`\omega \in \mathbb R`.
+        Multiply by ``params.outputscale`` for the power spectral density of the full kernel
+        (in a product kernel, only the product of the per-dimension integrals is identifiable).
+    """
+    omega = omega.to(params.weights)
+    w, mu, s = (t[..., None] for t in (params.weights, params.means, params.scales))  # (*b, d, Q, 1)
+    norm = 1.0 / (s * math.sqrt(2 * math.pi))
+    pos = torch.exp(-0.5 * ((omega - mu) / s) ** 2)
+    neg = torch.exp(-0.5 * ((omega + mu) / s) ** 2)
+    return (0.5 * w * norm * (pos + neg)).sum(-2)
+
+
+def kernel_from_density(tau: Tensor, omega: Tensor, density: Tensor) -> Tensor:
+    r"""Numerical Bochner transform :math:`k(\tau) = \int S(\omega) \cos(2\pi\omega\tau) d\omega`.
+
+    :param tau: `(T,)` lags.
+    :param omega: `(L,)` increasing frequency grid covering the density's support. A grid on
+        :math:`[0, \Omega]` is treated as one half of a symmetric density (the integral is doubled).
+    :param density: `(..., L)` density values on ``omega``.
+    :return: `(..., T)` kernel values (trapezoidal rule).
+    """
+    integrand = density[..., None, :] * torch.cos(2 * math.pi * tau[:, None] * omega[None, :])
+    value = torch.trapezoid(integrand, omega, dim=-1)
+    return 2.0 * value if bool(omega[0] >= 0) else value
+
+
+def density_from_kernel(omega: Tensor, tau: Tensor, kernel_values: Tensor) -> Tensor:
+    r"""Numerical inverse transform :math:`S(\omega) = \int k(\tau) \cos(2\pi\omega\tau) d\tau`.
+
+    :param omega: `(L,)` frequencies.
+    :param tau: `(T,)` increasing lag grid covering the kernel's support; a grid on :math:`[0, T]`
+        is treated as one half of the even kernel.
+    :param kernel_values: `(..., T)` kernel values on ``tau``.
+    :return: `(..., L)` density values (trapezoidal rule).
+    """
+    integrand = kernel_values[..., None, :] * torch.cos(2 * math.pi * omega[:, None] * tau[None, :])
+    value = torch.trapezoid(integrand, tau, dim=-1)
+    return 2.0 * value if bool(tau[0] >= 0) else value
