@@ -1,0 +1,172 @@
+r"""Attention over points with a kernel-distance bias, in three variants.
+
+The scores of head :math:`h` between points :math:`i` and :math:`k` are
+
+.. math::
+    a_{h,ik} = \frac{\mathbf q_{h,i}^\top \mathbf k_{h,k}}{\sqrt{e}} + b_{h}(\mathbf x_i, \mathbf x_k),
+    \qquad b_h = \sum_r c_{hr}\, \phi_r(\mathbf x_i - \mathbf x_k),
+
+where the :math:`\phi_r` are fixed RBF functions of the distance (TNP-KR's kernel-based attention
+bias, arXiv 2411.12502) and :math:`c_{hr}` are learned per layer and head.
+
+- ``"full"``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as an additive
+  mask; memory :math:`O(n^2)`.
+- ``"scan"``: the same result computed in blocks of queries (scan attention); the bias is built per
+  block, so memory is :math:`O(\text{block}\cdot n)` whatever n.
+- ``"linear"``: Performer-style positive random features (deep kernel attention), :math:`O(n)`
+  time and memory. The distance bias enters as a multiplicative RBF factor through random Fourier
+  features of the coordinates, which keeps the cost linear.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Lengthscales (in unit-cube coordinates) of the RBF bias basis.
+BIAS_LENGTHSCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def distance_basis(x1: Tensor, x2: Tensor, lengthscales: Tensor) -> Tensor:
+    r"""RBF basis :math:`\exp(-\|x_i - x_k\|^2 / (2\ell_r^2))`.
+
+    :param x1: `(..., n, c)` coordinates; ``x2`` `(..., m, c)`.
+    :param lengthscales: `(R,)`.
+    :return: `(..., R, n, m)`.
+    """
+    sq = torch.cdist(x1, x2).pow(2) if x1.shape[-1] > 1 else (x1 - x2.transpose(-1, -2)).pow(2)
+    return torch.exp(-0.5 * sq.unsqueeze(-3) / lengthscales.to(sq)[:, None, None] ** 2)
+
+
+class DistanceBias(nn.Module):
+    r"""Per-head bias :math:`b_h = \sum_r c_{hr} \phi_r`, from two bases: distances along one
+    input dimension and distances of whole input vectors (scaled by :math:`1/\sqrt d`)."""
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        num_basis = 2 * len(BIAS_LENGTHSCALES)
+        self.coef = nn.Parameter(torch.zeros(num_heads, num_basis))
+
+    def forward(self, basis: Tensor) -> Tensor:
+        """`(..., 2R, n, m)` basis -> `(..., H, n, m)` bias."""
+        return torch.einsum("hr,...rnm->...hnm", self.coef.to(basis), basis)
+
+
+def _split_heads(t: Tensor, num_heads: int) -> Tensor:
+    return t.unflatten(-1, (num_heads, -1)).transpose(-3, -2)  # (..., H, n, e)
+
+
+def _merge_heads(t: Tensor) -> Tensor:
+    return t.transpose(-3, -2).flatten(-2)  # (..., n, H*e)
+
+
+class PointAttention(nn.Module):
+    r"""Decoupled-value attention across the points of one input dimension.
+
+    Queries and keys are projections of the x-stream only, values of the y-stream only, so the
+    attention weights depend on the input geometry alone (DVA, arXiv 2601.21731).
+
+    :param width: token width.
+    :param num_heads: attention heads.
+    :param variant: ``"full"``, ``"scan"`` or ``"linear"`` (see module docstring).
+    :param block_size: query block size of the scan variant.
+    :param num_features: random features of the linear variant.
+    """
+
+    def __init__(
+        self, width: int, num_heads: int, variant: str = "full", block_size: int = 256, num_features: int = 64
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.variant = variant
+        self.block_size = block_size
+        self.qk = nn.Linear(width, 2 * width)
+        self.v = nn.Linear(width, width)
+        self.out = nn.Linear(width, width)
+        self.bias = DistanceBias(num_heads)
+        self.num_features = num_features
+        self.register_buffer("rff", torch.randn(num_features, width // num_heads), persistent=False)
+
+    def forward(self, x_tok: Tensor, v_tok: Tensor, coords: "Coordinates", variant: str | None = None) -> Tensor:
+        """`x_tok`, `v_tok`: `(B, d, n, E)` -> `(B, d, n, E)`."""
+        variant = variant or self.variant
+        q, k = self.qk(x_tok).chunk(2, dim=-1)
+        q, k, v = (_split_heads(t, self.num_heads) for t in (q, k, self.v(v_tok)))  # (B, d, H, n, e)
+        if variant == "full":
+            bias = self.bias(coords.basis())  # (B, d, H, n, n)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q))
+        elif variant == "scan":
+            out = self._scan(q, k, v, coords)
+        elif variant == "linear":
+            out = self._linear(q, k, v, coords)
+        else:
+            raise ValueError(f"Unknown attention variant {variant!r}; use 'full', 'scan' or 'linear'.")
+        return self.out(_merge_heads(out))
+
+    def _scan(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
+        outs = []
+        for start in range(0, q.shape[-2], self.block_size):
+            sl = slice(start, start + self.block_size)
+            bias = self.bias(coords.basis(rows=sl))  # (B, d, H, blk, n)
+            outs.append(F.scaled_dot_product_attention(q[..., sl, :], k, v, attn_mask=bias.to(q)))
+        return torch.cat(outs, dim=-2)
+
+    def _linear(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
+        # Positive random features (FAVOR+) for exp(q.k / sqrt(e)), multiplied by positive random
+        # features of an RBF factor exp(-|x_i - x_k|^2 / (2 l^2)) along the attended dimension:
+        # the distance bias enters multiplicatively and the cost stays linear in n.
+        scale = q.shape[-1] ** -0.25
+        w = self.rff.to(q)  # (m, e)
+
+        def phi(t: Tensor) -> Tensor:  # (..., n, e) -> (..., n, m)
+            t = t * scale
+            proj = t @ w.T
+            return torch.exp(proj - t.pow(2).sum(-1, keepdim=True) / 2 - proj.amax((-2, -1), keepdim=True).detach())
+
+        xf = coords.positive_features().unsqueeze(2)  # (B, d, 1, n, f), shared by all heads
+        qf = (phi(q).unsqueeze(-1) * xf.unsqueeze(-2)).flatten(-2)  # (B, d, H, n, m*f)
+        kf = (phi(k).unsqueeze(-1) * xf.unsqueeze(-2)).flatten(-2)
+        kv = kf.transpose(-1, -2) @ v  # (B, d, H, m*f, e)
+        num = qf @ kv
+        den = qf @ kf.sum(-2).unsqueeze(-1)
+        return num / den.clamp_min(1e-30)
+
+
+class Coordinates:
+    """Input coordinates of a batch, with lazily built distance bases for the attention bias.
+
+    :param x: `(B, n, d)` inputs in the unit cube.
+    """
+
+    def __init__(self, x: Tensor, rff_lengthscale: float = 0.3, rff_features: int = 16) -> None:
+        self.x = x
+        self.lengthscales = torch.tensor(BIAS_LENGTHSCALES, dtype=x.dtype, device=x.device)
+        self._full: Tensor | None = None
+        self._rff_lengthscale = rff_lengthscale
+        g = torch.Generator(device="cpu").manual_seed(1234)
+        self._rff_w = torch.randn(rff_features, generator=g).to(x)
+
+    def basis(self, rows: slice | None = None) -> Tensor:
+        """`(B, d, 2R, n_rows, n)`: per-dimension and whole-vector RBF distance bases."""
+        if rows is None and self._full is not None:
+            return self._full
+        x = self.x
+        xr = x if rows is None else x[:, rows]
+        d = x.shape[-1]
+        per_dim = distance_basis(
+            xr.transpose(1, 2).unsqueeze(-1), x.transpose(1, 2).unsqueeze(-1), self.lengthscales
+        )  # (B, d, R, nr, n)
+        whole = distance_basis(xr / math.sqrt(d), x / math.sqrt(d), self.lengthscales)  # (B, R, nr, n)
+        out = torch.cat([per_dim, whole.unsqueeze(1).expand(-1, d, -1, -1, -1)], dim=2)
+        if rows is None:
+            self._full = out
+        return out
+
+    def positive_features(self) -> Tensor:
+        r"""`(B, d, n, f)` positive features :math:`\psi` with
+        :math:`\mathbb E[\psi(x)\psi(x')] = \exp(-(x - x')^2 / (2\ell^2))` per coordinate."""
+        u = (self.x.transpose(1, 2).unsqueeze(-1) - 0.5) / self._rff_lengthscale  # (B, d, n, 1)
+        return torch.exp(u * self._rff_w - u.pow(2)) / math.sqrt(self._rff_w.numel())

@@ -1,0 +1,361 @@
+r"""The amortized spectral decoder: a DVA transformer that reads ``(X, y)`` and returns a kernel.
+
+Data path (shapes for a batch of B tasks, n points, d input dimensions, width E):
+
+1. tokens per (point, dimension): an x-stream from Fourier features of :math:`x_{ij}` and a value
+   stream from an embedding of :math:`y_i`, each `(B, d, n, E)`;
+2. ``num_layers`` blocks, each: x-stream mixing across dimensions (x only, so queries and keys see
+   the whole input vector), decoupled-value attention across points within each dimension (queries
+   and keys from the x-stream, values from the value stream, TNP-KR distance bias), and value mixing
+   across dimensions. The final value stream is the attention output ``H``; the first is ``V``;
+3. multi-query attention pooling of ``H`` and ``V`` over points, fused by an MLP: one vector per
+   dimension `(B, d, E)`, and a global vector `(B, E)` from attention across dimensions;
+4. a filter bank per dimension (:mod:`pfn_kernels.network.filter_bank`) gives Q spectral-mixture
+   components; a global head gives the noise-to-signal ratio :math:`r` and a log-outputscale guess;
+5. the outputscale by profile likelihood (see :meth:`SpectralDecoder.outputscale`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pfn_kernels.bochner import spectral_mixture_covariance
+from pfn_kernels.network.attention import Coordinates, PointAttention
+from pfn_kernels.network.filter_bank import BinOutputs, FilterBank
+from pfn_kernels.spectral_params import SpectralParams
+
+
+@dataclass
+class DecoderConfig:
+    """Architecture of :class:`SpectralDecoder`.
+
+    :param width: token width E.
+    :param num_heads: attention heads.
+    :param num_layers: DVA blocks.
+    :param ffn_mult: hidden width of feed-forward layers, as a multiple of E.
+    :param num_x_frequencies: Fourier frequencies of the coordinate embedding.
+    :param num_pool_queries: learned queries of the multi-query attention pooling.
+    :param num_bins: log-spaced frequency bins besides the DC bin.
+    :param min_frequency: lower bin edge, cycles per unit input.
+    :param max_frequency: upper bin edge, cycles per unit input.
+    :param num_components: Q, mixture components per dimension in the decoded kernel.
+    :param attention: ``"full"``, ``"scan"`` or ``"linear"`` point attention.
+    :param scan_block_size: query block of scan attention.
+    :param max_profile_points: points used by the profile-likelihood outputscale (a strided
+        subsample beyond this).
+    :param outputscale_mode: ``"profile"`` (default) or ``"predicted"``.
+    :param trained_max_dims: largest d seen in training (a warning beyond).
+    :param trained_max_context: largest n seen in training.
+    """
+
+    width: int = 64
+    num_heads: int = 4
+    num_layers: int = 4
+    ffn_mult: int = 2
+    num_x_frequencies: int = 8
+    num_pool_queries: int = 4
+    num_bins: int = 24
+    min_frequency: float = 0.25
+    max_frequency: float = 64.0
+    num_components: int = 4
+    attention: str = "full"
+    scan_block_size: int = 256
+    max_profile_points: int = 2048
+    outputscale_mode: str = "profile"
+    trained_max_dims: int = 8
+    trained_max_context: int = 256
+    min_noise_ratio: float = 1e-6
+    max_noise_ratio: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}.")
+        if self.attention not in ("full", "scan", "linear"):
+            raise ValueError(f"attention must be 'full', 'scan' or 'linear', got {self.attention!r}.")
+        if self.outputscale_mode not in ("profile", "predicted"):
+            raise ValueError(f"outputscale_mode must be 'profile' or 'predicted', got {self.outputscale_mode!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DecoderConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# ---------------------------------------------------------------------- building blocks
+class FeedForward(nn.Module):
+    def __init__(self, width: int, mult: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, mult * width), nn.GELU(), nn.Linear(mult * width, width))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return t + self.net(t)
+
+
+class CoordinateEmbedding(nn.Module):
+    """x_ij -> token, from ``[x, sin(2 pi f x), cos(2 pi f x)]`` with geometric f in [0.5, 32]."""
+
+    def __init__(self, width: int, num_frequencies: int) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.logspace(math.log10(0.5), math.log10(32.0), num_frequencies), persistent=False)
+        self.net = nn.Sequential(nn.Linear(1 + 2 * num_frequencies, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`(B, n, d)` -> `(B, d, n, E)`."""
+        x = x.transpose(-1, -2).unsqueeze(-1)  # (B, d, n, 1)
+        ang = 2 * math.pi * x * self.freqs
+        return self.net(torch.cat([x, ang.sin(), ang.cos()], dim=-1))
+
+
+class ValueEmbedding(nn.Module):
+    """y_i -> token (shared by every dimension)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, y: Tensor, num_dims: int) -> Tensor:
+        """`(B, n)` -> `(B, d, n, E)`."""
+        feats = torch.stack([y, y.abs()], dim=-1)  # (B, n, 2)
+        return self.net(feats).unsqueeze(1).expand(-1, num_dims, -1, -1)
+
+
+class DimensionMixer(nn.Module):
+    """Self-attention across the d dimensions of each point, then a feed-forward layer."""
+
+    def __init__(self, width: int, num_heads: int, ffn_mult: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        self.ffn = FeedForward(width, ffn_mult)
+
+    def forward(self, t: Tensor) -> Tensor:
+        """`(B, d, n, E)` -> `(B, d, n, E)`."""
+        b, d, n, e = t.shape
+        if d == 1:
+            return self.ffn(t)
+        s = t.transpose(1, 2).reshape(b * n, d, e)
+        h = self.norm(s)
+        s = s + self.attn(h, h, h, need_weights=False)[0]
+        return self.ffn(s.reshape(b, n, d, e).transpose(1, 2))
+
+
+class DVABlock(nn.Module):
+    """Decoupled-value attention across points (within each dimension) + feed-forward."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.norm_x = nn.LayerNorm(cfg.width)
+        self.norm_v = nn.LayerNorm(cfg.width)
+        self.attn = PointAttention(cfg.width, cfg.num_heads, cfg.attention, cfg.scan_block_size)
+        self.ffn = FeedForward(cfg.width, cfg.ffn_mult)
+
+    def forward(self, x_tok: Tensor, v_tok: Tensor, coords: Coordinates, variant: str | None) -> Tensor:
+        v_tok = v_tok + self.attn(self.norm_x(x_tok), self.norm_v(v_tok), coords, variant)
+        return self.ffn(v_tok)
+
+
+class MultiQueryPool(nn.Module):
+    """Multi-query attention pooling over points: `(B, d, n, E)` -> `(B, d, P, E)`."""
+
+    def __init__(self, width: int, num_heads: int, num_queries: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.queries = nn.Parameter(torch.randn(num_queries, width) / math.sqrt(width))
+        self.norm = nn.LayerNorm(width)
+        self.kv = nn.Linear(width, 2 * width)
+
+    def forward(self, t: Tensor) -> Tensor:
+        k, v = self.kv(self.norm(t)).chunk(2, dim=-1)
+        h = self.num_heads
+        split = lambda a: a.unflatten(-1, (h, -1)).transpose(-3, -2)  # noqa: E731  (..., H, n, e)
+        q = split(self.queries.expand(*t.shape[:2], -1, -1))
+        out = F.scaled_dot_product_attention(q, split(k), split(v))  # (B, d, H, P, e)
+        return out.transpose(-3, -2).flatten(-2)
+
+
+@dataclass
+class DecoderOutput:
+    """Everything one decoder pass produces (the training losses read all of it).
+
+    ``hidden`` is the attention output H and ``values`` the value encoding V, `(B, d, n, E)`;
+    ``dim_vectors`` `(B, d, E)` and ``global_vector`` `(B, E)` are the pooled features.
+    """
+
+    bins: BinOutputs
+    weights: Tensor
+    means: Tensor
+    scales: Tensor
+    log_noise_ratio: Tensor
+    log_outputscale: Tensor
+    hidden: Tensor
+    values: Tensor
+    dim_vectors: Tensor
+    global_vector: Tensor
+
+
+# ---------------------------------------------------------------------- the model
+class SpectralDecoder(nn.Module):
+    r"""Reads a data set and returns the hyperparameters of a spectral-mixture GP.
+
+    ``decoder(X, y)`` with X `(*batch, n, d)` in :math:`[0, 1]^d` and y `(*batch, n)` standardized
+    (or `(*batch, n, M)`: M realizations sharing X and one kernel) returns
+    :class:`~pfn_kernels.SpectralParams` with batch shape `(*batch)`, d dimensions and
+    ``config.num_components`` components. Call it under :func:`torch.no_grad` for speed. The pass
+    is deterministic on CPU.
+
+    Example:
+        >>> import torch
+        >>> from pfn_kernels.network import SpectralDecoder, DecoderConfig
+        >>> decoder = SpectralDecoder(DecoderConfig(width=32, num_layers=2)).eval()
+        >>> X = torch.rand(20, 3)
+        >>> y = torch.sin(6 * X[:, 0]); y = (y - y.mean()) / y.std()
+        >>> with torch.no_grad():
+        ...     params = decoder(X, y)
+        >>> params.weights.shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, config: DecoderConfig | None = None) -> None:
+        super().__init__()
+        cfg = self.config = config or DecoderConfig()
+        e = cfg.width
+        self.x_embed = CoordinateEmbedding(e, cfg.num_x_frequencies)
+        self.y_embed = ValueEmbedding(e)
+        self.x_mixers = nn.ModuleList(DimensionMixer(e, cfg.num_heads, cfg.ffn_mult) for _ in range(cfg.num_layers))
+        self.dva = nn.ModuleList(DVABlock(cfg) for _ in range(cfg.num_layers))
+        self.v_mixers = nn.ModuleList(DimensionMixer(e, cfg.num_heads, cfg.ffn_mult) for _ in range(cfg.num_layers))
+        self.pool_h = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
+        self.pool_v = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
+        self.fuse = nn.Sequential(
+            nn.Linear(2 * cfg.num_pool_queries * e + 1, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
+        )
+        self.global_mixer = DimensionMixer(e, cfg.num_heads, cfg.ffn_mult)
+        self.filter_bank = FilterBank(
+            e, cfg.num_bins, cfg.min_frequency, cfg.max_frequency, num_components=cfg.num_components
+        )
+        self.global_head = nn.Sequential(nn.LayerNorm(e + 1), nn.Linear(e + 1, e), nn.GELU(), nn.Linear(e, 2))
+
+    # ------------------------------------------------------------------ pieces
+    def encode(self, x: Tensor, y: Tensor, attention: str | None = None) -> tuple[Tensor, Tensor]:
+        """`(B, n, d)`, `(B, n)` -> attention output H and value encoding V, each `(B, d, n, E)`."""
+        coords = Coordinates(x)
+        x_tok = self.x_embed(x)
+        values = v_tok = self.y_embed(y, x.shape[-1])
+        for x_mix, dva, v_mix in zip(self.x_mixers, self.dva, self.v_mixers):
+            x_tok = x_mix(x_tok)
+            v_tok = v_mix(dva(x_tok, v_tok, coords, attention))
+        return v_tok, values
+
+    def pool(self, hidden: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """H, V `(B, d, n, E)` -> per-dimension vectors `(B, d, E)`, global vector `(B, E)`."""
+        b, d, n, _ = hidden.shape
+        log_n = torch.full((b, d, 1), math.log(n), dtype=hidden.dtype, device=hidden.device)
+        pooled = torch.cat([self.pool_h(hidden).flatten(-2), self.pool_v(values).flatten(-2), log_n], dim=-1)
+        z = self.fuse(pooled)  # (B, d, E)
+        z = self.global_mixer(z.unsqueeze(2)).squeeze(2)  # mixes across dimensions
+        return z, z.mean(1)
+
+    def decode(self, x: Tensor, y: Tensor, attention: str | None = None) -> DecoderOutput:
+        """The full pass on flat batches: x `(B, n, d)`, y `(B, n)` or `(B, n, M)`."""
+        n = x.shape[-2]
+        if y.dim() == x.dim():  # M realizations share X: encode each, average the pooled vectors
+            m = y.shape[-1]
+            xr = x.unsqueeze(1).expand(-1, m, -1, -1).reshape(-1, *x.shape[-2:])
+            hidden, values = self.encode(xr, y.transpose(-1, -2).reshape(-1, n), attention)
+            z, g = self.pool(hidden, values)
+            z, g = z.unflatten(0, (-1, m)).mean(1), g.unflatten(0, (-1, m)).mean(1)
+        else:
+            hidden, values = self.encode(x, y, attention)
+            z, g = self.pool(hidden, values)
+        bins = self.filter_bank(z)
+        weights, means, scales = self.filter_bank.components(bins)
+        log_n = torch.full_like(g[..., :1], math.log(n))
+        log_r, log_os = self.global_head(torch.cat([g, log_n], dim=-1)).unbind(-1)
+        lo, hi = math.log(self.config.min_noise_ratio), math.log(self.config.max_noise_ratio)
+        log_r = lo + (hi - lo) * torch.sigmoid(log_r + math.log(1e-2) - (lo + hi) / 2)
+        return DecoderOutput(bins, weights, means, scales, log_r, log_os.clamp(-10, 10), hidden, values, z, g)
+
+    def outputscale(self, x: Tensor, y: Tensor, out: DecoderOutput, prior_count: float = 1.0) -> Tensor:
+        r"""Profile-likelihood outputscale, shrunk towards the network's own guess.
+
+        .. math::
+            \hat\alpha = \frac{\mathbf y^\top (K + rI)^{-1} \mathbf y + n_0 \alpha_{net}}{n + n_0}
+
+        with K the decoded unit-outputscale kernel and :math:`n_0` = ``prior_count``: the posterior
+        mode under a conjugate inverse-gamma prior centred on the network's guess; it stays finite
+        for n = 1 (where a standardized y is 0). With ``outputscale_mode="predicted"`` the guess
+        alone is used.
+        """
+        guess = out.log_outputscale.exp()
+        if self.config.outputscale_mode == "predicted":
+            return guess
+        n = x.shape[-2]
+        stride = max(1, math.ceil(n / self.config.max_profile_points))
+        xs, ys = x[..., ::stride, :], y[..., ::stride, ...]
+        k = spectral_mixture_covariance(xs, xs, out.weights, out.means, out.scales).double()
+        ns = xs.shape[-2]
+        eye = torch.eye(ns, dtype=torch.float64, device=x.device)
+        r = out.log_noise_ratio.double().exp()
+        chol, _ = torch.linalg.cholesky_ex(k + (r[..., None, None] + 1e-6) * eye)
+        rhs = ys.double() if ys.dim() == xs.dim() else ys.double().unsqueeze(-1)
+        quad = (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1)
+        quad = torch.where(torch.isfinite(quad), quad, torch.full_like(quad, float(ns)))
+        return ((quad + prior_count * guess.double()) / (ns + prior_count)).to(guess.dtype)
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, X: Tensor, y: Tensor) -> SpectralParams:
+        x, yy, batch_shape = self._flatten(X, y)
+        dtype = X.dtype
+        out = self.decode(x.float(), yy.float())
+        os = self.outputscale(x.float(), yy.float(), out)
+        noise = os * out.log_noise_ratio.exp()
+        unflat = lambda t: t.reshape(batch_shape + t.shape[1:]).to(dtype)  # noqa: E731
+        return SpectralParams(
+            weights=unflat(out.weights),
+            means=unflat(out.means),
+            scales=unflat(out.scales),
+            outputscale=unflat(os),
+            noise=unflat(noise),
+            validate=False,
+        )
+
+    def _flatten(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
+        if X.dim() < 2:
+            raise ValueError(f"X must have shape (*batch, n, d); got {tuple(X.shape)}.")
+        batch_shape, (n, d) = X.shape[:-2], X.shape[-2:]
+        if y.shape[: X.dim() - 1] != X.shape[:-1] or y.dim() not in (X.dim() - 1, X.dim()):
+            raise ValueError(
+                f"y must have shape (*batch, n) or (*batch, n, M) matching X {tuple(X.shape)}; "
+                f"got {tuple(y.shape)}."
+            )
+        if n < 1:
+            raise ValueError("The decoder needs at least one data point (n >= 1).")
+        for name, t in (("X", X), ("y", y)):
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                raise ValueError(f"{name} has {int(bad.sum())} non-finite (NaN or inf) entries.")
+        x = X.reshape(-1, n, d)
+        yy = y.reshape(-1, *y.shape[X.dim() - 2 :])
+        return x, yy, batch_shape
+
+    # ------------------------------------------------------------------ weights
+    @classmethod
+    def pretrained(cls, name: str = "default", path: str | Path | None = None) -> "SpectralDecoder":
+        """Load shipped weights (``pfn_kernels/weights/<name>.safetensors``) or ``path``.
+
+        No network access and no pickle: the file holds tensors and a JSON config only.
+        """
+        from pfn_kernels.network.weights import load_decoder, weights_path
+
+        return load_decoder(path if path is not None else weights_path(name))

@@ -1,0 +1,56 @@
+"""Train a spectral decoder: ``python -m pfn_kernels.train --config cfg.json --out runs/x``.
+
+Runs on CPU or CUDA, resumes from ``<out>/checkpoint.pt`` when present, and under ``torchrun``
+trains data-parallel (gloo on CPU, nccl on GPU)::
+
+    python -m pfn_kernels.train --config pfn_kernels/configs/default.json --out runs/default --seed 0
+    torchrun --nproc_per_node 2 -m pfn_kernels.train --steps 20 --out runs/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pfn_kernels.training.trainer import Trainer, TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pfn-kernels train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (default: built-in defaults)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, weights, logs)")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--steps", type=int, help="override the number of steps")
+    p.add_argument("--max-seconds", type=float, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="'cpu', 'cuda' or 'auto'")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a config field, e.g. --set lr=1e-3 --set decoder='{\"width\": 32}'")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    data = json.loads(args.config.read_text()) if args.config else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        data[key] = json.loads(value)
+    for key, value in (("seed", args.seed), ("steps", args.steps), ("num_threads", args.threads), ("device", args.device)):
+        if value is not None:
+            data[key] = value
+    trainer = Trainer(TrainConfig.from_dict(data), args.out, progress=not args.no_progress)
+    result = trainer.fit(max_seconds=args.max_seconds)
+    if trainer.rank == 0:
+        print(json.dumps({"step": trainer.step, "validation": result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
