@@ -252,17 +252,32 @@ class AmortizedSpectralKernel(Kernel):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ math
+    def _check_input_dim(self, d: int) -> None:
+        self._require_sized()
+        if d != self.ard_num_dims:
+            raise ValueError(
+                f"AmortizedSpectralKernel is sized for d={self.ard_num_dims} input dimensions but "
+                f"got inputs with d={d}; refit it on this data (fit_amortized)."
+            )
+
+    def __call__(
+        self, x1: Tensor, x2: Tensor | None = None, diag: bool = False, **params: Any
+    ) -> Any:
+        # Check eagerly: gpytorch evaluates kernels lazily (the error would surface deep inside a
+        # posterior call), and its own dimension check would hide the ValueError of forward().
+        if self.active_dims is not None:
+            d = len(self.active_dims)
+        else:
+            d = x1.shape[-1] if x1.dim() > 1 else 1
+        self._check_input_dim(d)
+        return super().__call__(x1, x2, diag=diag, **params)
+
     def forward(
         self, x1: Tensor, x2: Tensor, diag: bool = False, last_dim_is_batch: bool = False, **params: Any
     ) -> Tensor:
         if last_dim_is_batch:
             raise NotImplementedError("AmortizedSpectralKernel does not support last_dim_is_batch.")
-        self._require_sized()
-        if x1.shape[-1] != self.ard_num_dims:
-            raise ValueError(
-                f"AmortizedSpectralKernel is sized for d={self.ard_num_dims} input dimensions but "
-                f"got inputs with d={x1.shape[-1]}; refit it on this data (fit_amortized)."
-            )
+        self._check_input_dim(x1.shape[-1])
         return spectral_mixture_covariance(
             x1, x2, self.mixture_weights, self.mixture_means, self.mixture_scales, self.outputscale, diag=diag
         )
@@ -290,11 +305,12 @@ class AmortizedSpectralKernel(Kernel):
         d = means.shape[-2]
         total = w.sum(-1)
         weights = (w / total[..., None]).unsqueeze(-2).expand_as(means)
-        out = cls(num_mixtures=w.shape[-1], batch_shape=w.shape[:-1])
+        # Cast before setting: building in the default dtype would round float64 values.
+        out = cls(num_mixtures=w.shape[-1], batch_shape=w.shape[:-1]).to(w)
         out.set_spectral_params(
             SpectralParams(weights, means, scales, total**d, torch.zeros_like(total))
         )
-        return out.to(w)
+        return out
 
     def to_gpytorch(self, atol: float = 1e-6) -> SpectralMixtureKernel:
         """Exact conversion to a :class:`gpytorch.kernels.SpectralMixtureKernel`.

@@ -284,8 +284,9 @@ class Trainer:
         self.step += 1
         return {**logs, "d": d, "n": n, "b": b}
 
-    def fit(self, max_seconds: float | None = None) -> dict[str, float]:
-        """Train until ``cfg.steps`` (or ``max_seconds`` of wall time); returns the last validation."""
+    def fit(self, max_seconds: float | None = None, until: int | None = None) -> dict[str, float]:
+        """Train until ``cfg.steps``, or step ``until``, or ``max_seconds`` of wall time, whichever
+        comes first (with a checkpoint there); returns the last validation metrics."""
         cfg = self.cfg
         val = validation_set(cfg, self.prior) if (cfg.val_every and self.rank == 0) else []
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress or self.rank != 0, desc="train")
@@ -308,7 +309,7 @@ class Trainer:
                 self._log({"step": self.step, "validation": self.last_val})
             if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            if (max_seconds is not None and time.perf_counter() - start > max_seconds) or self.step == until:
                 self.save_checkpoint()
                 break
         bar.close()
