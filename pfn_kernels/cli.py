@@ -8,6 +8,7 @@ it in :data:`COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 
 from pfn_kernels import __version__
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # the training CLI has its own parser; pass everything through
+        from pfn_kernels import train
+
+        return train.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 
