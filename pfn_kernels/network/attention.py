@@ -48,7 +48,12 @@ class DistanceBias(nn.Module):
     def __init__(self, num_heads: int) -> None:
         super().__init__()
         num_basis = 2 * len(BIAS_LENGTHSCALES)
-        self.coef = nn.Parameter(torch.zeros(num_heads, num_basis))
+        # Start as a bank of local smoothers: head h favours neighbours (along its dimension)
+        # within the h-th bias lengthscale, so the heads see y at different resolutions.
+        coef = torch.zeros(num_heads, num_basis)
+        for h in range(num_heads):
+            coef[h, h % len(BIAS_LENGTHSCALES)] = 4.0
+        self.coef = nn.Parameter(coef)
 
     def forward(self, basis: Tensor) -> Tensor:
         """`(..., 2R, n, m)` basis -> `(..., H, n, m)` bias."""

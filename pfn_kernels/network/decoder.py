@@ -8,8 +8,9 @@ Data path (shapes for a batch of B tasks, n points, d input dimensions, width E)
    the whole input vector), decoupled-value attention across points within each dimension (queries
    and keys from the x-stream, values from the value stream, TNP-KR distance bias), and value mixing
    across dimensions. The final value stream is the attention output ``H``; the first is ``V``;
-3. multi-query attention pooling of ``H`` and ``V`` over points, fused by an MLP: one vector per
-   dimension `(B, d, E)`, and a global vector `(B, E)` from attention across dimensions;
+3. multi-query attention pooling of ``H``, ``V`` and ``H * V`` over points, fused by an MLP with a
+   per-dimension periodogram of y: one vector per dimension `(B, d, E)`, and a global vector
+   `(B, E)` from attention across dimensions;
 4. a filter bank per dimension (:mod:`pfn_kernels.network.filter_bank`) gives Q spectral-mixture
    components; a global head gives the noise-to-signal ratio :math:`r` and a log-outputscale guess;
 5. the outputscale by profile likelihood (see :meth:`SpectralDecoder.outputscale`).
@@ -42,6 +43,7 @@ class DecoderConfig:
     :param ffn_mult: hidden width of feed-forward layers, as a multiple of E.
     :param num_x_frequencies: Fourier frequencies of the coordinate embedding.
     :param num_pool_queries: learned queries of the multi-query attention pooling.
+    :param num_periodogram: frequencies of the per-dimension periodogram fed to the pooled vector.
     :param num_bins: log-spaced frequency bins besides the DC bin.
     :param min_frequency: lower bin edge, cycles per unit input.
     :param max_frequency: upper bin edge, cycles per unit input.
@@ -61,6 +63,7 @@ class DecoderConfig:
     ffn_mult: int = 2
     num_x_frequencies: int = 8
     num_pool_queries: int = 4
+    num_periodogram: int = 32
     num_bins: int = 24
     min_frequency: float = 0.25
     max_frequency: float = 64.0
@@ -165,6 +168,26 @@ class DVABlock(nn.Module):
         return self.ffn(v_tok)
 
 
+class Periodogram(nn.Module):
+    r"""Per-dimension log periodogram of y along each coordinate (a spectral summary for pooling).
+
+    :math:`P_j(f) = |\frac{1}{n}\sum_i y_i e^{2\pi i f x_{ij}}|^2 \cdot n` on log-spaced f in
+    :math:`[f_{min}, f_{max}]`, returned as :math:`\log(10^{-3} + P_j(f))`, `(B, d, K)`.
+    """
+
+    def __init__(self, num_frequencies: int, min_frequency: float, max_frequency: float) -> None:
+        super().__init__()
+        freqs = torch.logspace(math.log10(min_frequency), math.log10(max_frequency), num_frequencies)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        ang = 2 * math.pi * x.transpose(-1, -2).unsqueeze(-1) * self.freqs  # (B, d, n, K)
+        yy = y.unsqueeze(1).unsqueeze(-1)  # (B, 1, n, 1)
+        n = x.shape[-2]
+        power = ((yy * ang.cos()).sum(-2).pow(2) + (yy * ang.sin()).sum(-2).pow(2)) / n
+        return torch.log(1e-3 + power)
+
+
 class MultiQueryPool(nn.Module):
     """Multi-query attention pooling over points: `(B, d, n, E)` -> `(B, d, P, E)`."""
 
@@ -237,8 +260,10 @@ class SpectralDecoder(nn.Module):
         self.v_mixers = nn.ModuleList(DimensionMixer(e, cfg.num_heads, cfg.ffn_mult) for _ in range(cfg.num_layers))
         self.pool_h = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
         self.pool_v = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
+        self.pool_hv = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
+        self.periodogram = Periodogram(cfg.num_periodogram, cfg.min_frequency, cfg.max_frequency)
         self.fuse = nn.Sequential(
-            nn.Linear(2 * cfg.num_pool_queries * e + 1, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
+            nn.Linear(3 * cfg.num_pool_queries * e + cfg.num_periodogram + 1, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
         )
         self.global_mixer = DimensionMixer(e, cfg.num_heads, cfg.ffn_mult)
         self.filter_bank = FilterBank(
@@ -257,11 +282,25 @@ class SpectralDecoder(nn.Module):
             v_tok = v_mix(dva(x_tok, v_tok, coords, attention))
         return v_tok, values
 
-    def pool(self, hidden: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        """H, V `(B, d, n, E)` -> per-dimension vectors `(B, d, E)`, global vector `(B, E)`."""
+    def pool(self, hidden: Tensor, values: Tensor, spectrum: Tensor) -> tuple[Tensor, Tensor]:
+        """H, V `(B, d, n, E)` and the periodogram `(B, d, K)` -> per-dimension vectors
+        `(B, d, E)` and a global vector `(B, E)`.
+
+        Besides H and V, the pooling reads their product H * V: the correlation of each value with
+        its attention-smoothed neighbourhood, i.e. the autocorrelation of y at the heads' scales.
+        """
         b, d, n, _ = hidden.shape
         log_n = torch.full((b, d, 1), math.log(n), dtype=hidden.dtype, device=hidden.device)
-        pooled = torch.cat([self.pool_h(hidden).flatten(-2), self.pool_v(values).flatten(-2), log_n], dim=-1)
+        pooled = torch.cat(
+            [
+                self.pool_h(hidden).flatten(-2),
+                self.pool_v(values).flatten(-2),
+                self.pool_hv(hidden * values).flatten(-2),
+                spectrum,
+                log_n,
+            ],
+            dim=-1,
+        )
         z = self.fuse(pooled)  # (B, d, E)
         z = self.global_mixer(z.unsqueeze(2)).squeeze(2)  # mixes across dimensions
         return z, z.mean(1)
@@ -272,12 +311,13 @@ class SpectralDecoder(nn.Module):
         if y.dim() == x.dim():  # M realizations share X: encode each, average the pooled vectors
             m = y.shape[-1]
             xr = x.unsqueeze(1).expand(-1, m, -1, -1).reshape(-1, *x.shape[-2:])
-            hidden, values = self.encode(xr, y.transpose(-1, -2).reshape(-1, n), attention)
-            z, g = self.pool(hidden, values)
+            yr = y.transpose(-1, -2).reshape(-1, n)
+            hidden, values = self.encode(xr, yr, attention)
+            z, g = self.pool(hidden, values, self.periodogram(xr, yr))
             z, g = z.unflatten(0, (-1, m)).mean(1), g.unflatten(0, (-1, m)).mean(1)
         else:
             hidden, values = self.encode(x, y, attention)
-            z, g = self.pool(hidden, values)
+            z, g = self.pool(hidden, values, self.periodogram(x, y))
         bins = self.filter_bank(z)
         weights, means, scales = self.filter_bank.components(bins)
         log_n = torch.full_like(g[..., :1], math.log(n))
