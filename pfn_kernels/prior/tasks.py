@@ -1,0 +1,366 @@
+r"""Batches of synthetic regression tasks: :class:`TaskBatch` and :func:`sample_tasks`.
+
+One task is a Gaussian-process draw on random inputs:
+
+.. math::
+
+    \mathbf x_i \sim \text{design}, \qquad
+    f \sim \mathcal{GP}\big(0,\ \sigma_f^2\, k(\mathbf x, \mathbf x')\big), \qquad
+    y_i = c + f(\mathbf x_i) + \varepsilon_i,\quad \varepsilon_i \sim \mathcal N(0, \sigma_n^2),
+
+with :math:`k` a unit-variance product kernel from :mod:`pfn_kernels.prior.families`, a constant
+mean :math:`c`, signal variance :math:`\sigma_f^2` and noise variance :math:`\sigma_n^2`.
+Targets are then standardized with the statistics of the context points, as BoTorch's
+:class:`~botorch.models.transforms.outcome.Standardize` does, and the ground-truth
+:class:`~pfn_kernels.SpectralParams` are expressed in those standardized units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Generator, Tensor
+
+from pfn_kernels.prior._random import DTYPE, log_uniform, log_uniform_int, uniform_int
+from pfn_kernels.prior.config import PriorConfig
+from pfn_kernels.prior.designs import sample_inputs
+from pfn_kernels.prior.families import GroundTruthKernel, _move, sample_kernels
+from pfn_kernels.spectral_params import SpectralParams
+
+#: Diagonal jitters (relative to the unit prior variance) tried in turn for the Cholesky factor.
+JITTERS = (1e-8, 1e-6, 1e-4, 1e-2)
+#: Standard deviations below this are replaced by 1 (BoTorch's ``Standardize`` default).
+MIN_STD = 1e-8
+
+
+@dataclass
+class TaskBatch:
+    r"""A batch of B regression tasks sharing d, n (context) and m (targets).
+
+    Shapes below use ``[, M]`` for the optional realization dimension (``num_realizations``):
+    without it there is one realization per task; with it, M realizations share the inputs and
+    the kernel. Standardized quantities use the context statistics ``y_mean``, ``y_std``.
+
+    :param x_context: `(B, n, d)` context inputs in :math:`[0, 1]^d`.
+    :param y_context: `(B, n[, M])` standardized noisy context targets (mean 0, std 1 over the
+        context, jointly over all M columns).
+    :param x_target: `(B, m, d)` held-out inputs from the same design.
+    :param y_target: `(B, m[, M])` standardized noisy held-out targets.
+    :param f_context: `(B, n[, M])` standardized noiseless latent values
+        :math:`(c + f - \bar y)/s_y`.
+    :param f_target: `(B, m[, M])` standardized noiseless latent values at the targets.
+    :param f_raw_context: `(B, n[, M])` the raw zero-mean GP draw :math:`f` at the context points
+        (no mean offset, no standardization): :math:`f \sim \mathcal N(0, \sigma_f^2 K)`.
+    :param f_raw_target: `(B, m[, M])` the raw zero-mean GP draw at the targets.
+    :param y_mean: `(B,)` mean of the raw context targets.
+    :param y_std: `(B,)` unbiased std of the raw context targets (1 if n = 1 or std < 1e-8).
+    :param offset_raw: `(B,)` the constant mean :math:`c` of each task.
+    :param outputscale_raw: `(B,)` signal variance :math:`\sigma_f^2` before standardization.
+    :param noise_raw: `(B,)` noise variance :math:`\sigma_n^2` before standardization.
+    :param params: :class:`~pfn_kernels.SpectralParams` with batch `(B,)`, d dimensions and
+        Q = ``cfg.num_mixtures`` components (unused ones have zero weight), in standardized units:
+        ``outputscale = outputscale_raw / y_std**2`` and ``noise = noise_raw / y_std**2``. Exact
+        where ``representable``, the best closed-form approximation otherwise
+        (:mod:`pfn_kernels.prior.families`).
+    :param kernel: the exact unit-outputscale :class:`GroundTruthKernel` of every task.
+    :param family: `(B,)` long indices into :data:`~pfn_kernels.prior.FAMILIES`.
+    :param design: `(B,)` long indices into :data:`~pfn_kernels.prior.DESIGNS`.
+    :param num_peaks: `(B, d)` long, nonzero-weight components of ``params`` per dimension: the
+        drawn peak count for ``spectral_mixture``, 1 for ``rbf``, Q (or fewer, if some weights
+        underflow) for the Matérn and periodic approximations, and 1 for an irrelevant dimension
+        (tell those apart with ``relevant``).
+    :param relevant: `(B, d)` bool, the dimensions the function depends on.
+    :param representable: `(B,)` bool, whether ``params`` is the exact kernel (a
+        ``spectral_mixture`` or ``rbf`` task without input warping).
+
+    Example:
+        >>> import torch
+        >>> from pfn_kernels.prior import PriorConfig, sample_tasks
+        >>> g = torch.Generator().manual_seed(0)
+        >>> batch = sample_tasks(PriorConfig(), 8, g, num_dims=2, num_context=20)
+        >>> batch.x_context.shape, batch.y_context.shape, batch.y_target.shape
+        (torch.Size([8, 20, 2]), torch.Size([8, 20]), torch.Size([8, 100]))
+        >>> K = batch.covariance(batch.x_context, batch.x_context)  # standardized units
+        >>> K.shape, batch.noise.shape
+        (torch.Size([8, 20, 20]), torch.Size([8]))
+    """
+
+    x_context: Tensor
+    y_context: Tensor
+    x_target: Tensor
+    y_target: Tensor
+    f_context: Tensor
+    f_target: Tensor
+    f_raw_context: Tensor
+    f_raw_target: Tensor
+    y_mean: Tensor
+    y_std: Tensor
+    offset_raw: Tensor
+    outputscale_raw: Tensor
+    noise_raw: Tensor
+    params: SpectralParams
+    kernel: GroundTruthKernel
+    family: Tensor
+    design: Tensor
+    num_peaks: Tensor
+    relevant: Tensor
+    representable: Tensor
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def batch_size(self) -> int:
+        """Number of tasks B."""
+        return self.x_context.shape[0]
+
+    @property
+    def num_dims(self) -> int:
+        """Input dimension d."""
+        return self.x_context.shape[-1]
+
+    @property
+    def num_context(self) -> int:
+        """Context points per task n."""
+        return self.x_context.shape[-2]
+
+    @property
+    def num_targets(self) -> int:
+        """Held-out points per task m."""
+        return self.x_target.shape[-2]
+
+    @property
+    def num_realizations(self) -> int | None:
+        """M, or ``None`` when ``y`` has no realization dimension."""
+        return self.y_context.shape[-1] if self.y_context.dim() == 3 else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x_context.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_context.device
+
+    @property
+    def noise(self) -> Tensor:
+        """`(B,)` observation noise variance in standardized units (``params.noise``)."""
+        return self.params.noise
+
+    @property
+    def warped(self) -> Tensor:
+        """`(B,)` bool, whether a task's inputs are warped."""
+        return self.kernel.warped
+
+    # ----------------------------------------------------------------- kernel
+    def covariance(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
+        r"""The true kernel in standardized units, :math:`(\sigma_f^2 / s_y^2)\, k`.
+
+        Valid for every family and warping; it excludes the noise (add ``noise`` on the
+        diagonal for the oracle GP's training covariance).
+
+        :param x1: `(B, n1, d)` inputs, or `(n1, d)` shared by all tasks.
+        :param x2: `(B, n2, d)` inputs, or `(n2, d)`; ``None`` for ``x1``.
+        :param diag: return only the diagonal (``n1 == n2``).
+        :return: `(B, n1, n2)`, or `(B, n1)` with ``diag``; in the dtype of ``x1``.
+        """
+        scale = self.params.outputscale.to(x1)
+        shape = self.kernel.covariance(x1, x2, diag=diag)  # a fresh tensor: scale in place
+        return shape.mul_(scale[:, None] if diag else scale[:, None, None])
+
+    # ----------------------------------------------------------------- containers
+    def to(self, *args: Any, **kwargs: Any) -> TaskBatch:
+        """Move every tensor and cast the floating ones, with :meth:`torch.Tensor.to` arguments
+        (e.g. ``batch.to(torch.float64)``, ``batch.to("cuda")``)."""
+        device, dtype, *_ = torch._C._nn._parse_to(*args, **kwargs)
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                out[f.name] = _move(value, device, dtype)
+            else:
+                out[f.name] = value.to(device=device, dtype=dtype)
+        return TaskBatch(**out)
+
+    def __getitem__(self, index: Any) -> TaskBatch:
+        """The sub-batch of tasks ``index`` (int, slice, index or mask tensor; an int keeps the
+        batch dimension), e.g. ``batch[batch.representable]``."""
+        index = [index] if isinstance(index, int) else index
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value[index]
+        return TaskBatch(**out)
+
+
+def sample_tasks(
+    cfg: PriorConfig,
+    batch_size: int,
+    generator: Generator | None = None,
+    num_dims: int | None = None,
+    num_context: int | None = None,
+    num_targets: int | None = None,
+    num_realizations: int | None = None,
+    max_peaks: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> TaskBatch:
+    r"""Draw a batch of synthetic regression tasks from the prior ``cfg``.
+
+    All tasks share d, n and m; everything else (family, spectrum, noise, design, warping) is
+    drawn per task. The latent values are sampled jointly at context and target points from a
+    float64 Cholesky factor of :math:`K + \epsilon I`, with :math:`\epsilon` the first of
+    :data:`JITTERS` that works for the task (an eigendecomposition is the last resort).
+
+    :param cfg: the prior.
+    :param batch_size: number of tasks B (>= 1).
+    :param generator: the source of every random draw (same seed, same batch, bit for bit);
+        ``None`` uses torch's global generator.
+    :param num_dims: input dimension d; ``None`` draws it uniformly on
+        ``[cfg.min_dims, cfg.max_dims]``.
+    :param num_context: context size n; ``None`` draws a log-uniform integer on
+        ``[cfg.min_context, cfg.max_context]``.
+    :param num_targets: held-out points m; ``None`` uses ``cfg.num_targets``.
+    :param num_realizations: ``None`` for `(B, n)` targets; an int M >= 1 for `(B, n, M)`:
+        M independent draws of the function and noise sharing the inputs and the kernel.
+    :param max_peaks: curriculum override of ``cfg.max_peaks`` (1 .. ``cfg.num_mixtures``).
+    :param dtype: dtype of the returned floating tensors (sampling runs in float64).
+    :return: a :class:`TaskBatch`.
+
+    Example:
+        >>> import torch
+        >>> from pfn_kernels.prior import PriorConfig, sample_tasks
+        >>> batch = sample_tasks(PriorConfig(), 4, torch.Generator().manual_seed(1),
+        ...                      num_dims=3, num_context=16, num_realizations=5)
+        >>> batch.y_context.shape, batch.params.batch_shape, batch.params.num_mixtures
+        (torch.Size([4, 16, 5]), torch.Size([4]), 4)
+    """
+    cfg.validate()
+    _check_int("batch_size", batch_size, 1)
+    peaks = cfg.max_peaks if max_peaks is None else _check_int("max_peaks", max_peaks, 1)
+    if peaks > cfg.num_mixtures:
+        raise ValueError(f"max_peaks ({peaks}) must be <= cfg.num_mixtures ({cfg.num_mixtures}).")
+    g = generator
+    d = (
+        uniform_int(cfg.min_dims, cfg.max_dims, g)
+        if num_dims is None
+        else _check_int("num_dims", num_dims, 1)
+    )
+    if num_context is None:
+        n = log_uniform_int(cfg.min_context, cfg.max_context, g)
+    else:
+        n = _check_int("num_context", num_context, 1)
+    m = cfg.num_targets if num_targets is None else _check_int("num_targets", num_targets, 0)
+    M = 1 if num_realizations is None else _check_int("num_realizations", num_realizations, 1)
+    B, N = batch_size, n + m
+
+    kernel = sample_kernels(cfg, B, d, peaks, g)
+    x, design = sample_inputs(cfg, B, N, d, g)  # (B, N, d), random order
+    outputscale = log_uniform(*cfg.outputscale_range, (B,), g)
+    noise = log_uniform(*cfg.noise_ratio_range, (B,), g) * outputscale
+    offset = cfg.mean_offset_std * torch.randn(B, generator=g, dtype=DTYPE)
+
+    chol = robust_cholesky(kernel.lower_covariance(x), overwrite=True)  # (B, N, N)
+    z = torch.randn(B, N, M, generator=g, dtype=DTYPE)
+    f_raw = outputscale.sqrt()[:, None, None] * (chol @ z)  # (B, N, M)
+    eps = torch.randn(B, N, M, generator=g, dtype=DTYPE)
+    y_raw = offset[:, None, None] + f_raw + noise.sqrt()[:, None, None] * eps
+
+    y_mean, y_std = context_statistics(y_raw[:, :n])
+    y = (y_raw - y_mean[:, None, None]) / y_std[:, None, None]
+    f = (offset[:, None, None] + f_raw - y_mean[:, None, None]) / y_std[:, None, None]
+    if num_realizations is None:
+        y, f, f_raw = y[..., 0], f[..., 0], f_raw[..., 0]
+
+    var = y_std.square()
+    params = SpectralParams(
+        weights=kernel.weights,
+        means=kernel.means,
+        scales=kernel.scales,
+        outputscale=outputscale / var,
+        noise=noise / var,
+        validate=False,
+    )
+    context, target = (lambda t: t[:, :n].contiguous()), (lambda t: t[:, n:].contiguous())
+    batch = TaskBatch(
+        x_context=context(x),
+        y_context=context(y),
+        x_target=target(x),
+        y_target=target(y),
+        f_context=context(f),
+        f_target=target(f),
+        f_raw_context=context(f_raw),
+        f_raw_target=target(f_raw),
+        y_mean=y_mean,
+        y_std=y_std,
+        offset_raw=offset,
+        outputscale_raw=outputscale,
+        noise_raw=noise,
+        params=params,
+        kernel=kernel,
+        family=kernel.family,
+        design=design,
+        num_peaks=(kernel.weights > 0).sum(-1),
+        relevant=kernel.relevant,
+        representable=kernel.representable,
+    )
+    return batch.to(dtype)
+
+
+def context_statistics(y_context: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased std of `(B, n, M)` context values, jointly over n and M.
+
+    As BoTorch's ``Standardize``: the std is 1 when n = 1 or when it is below :data:`MIN_STD`.
+
+    :return: ``(mean, std)``, each `(B,)`.
+    """
+    B, n = y_context.shape[:2]
+    flat = y_context.reshape(B, -1)
+    mean = flat.mean(-1)
+    if n == 1:
+        return mean, torch.ones_like(mean)
+    std = flat.std(-1, correction=1)
+    return mean, torch.where(std >= MIN_STD, std, torch.ones_like(std))
+
+
+def robust_cholesky(
+    K: Tensor, jitters: tuple[float, ...] = JITTERS, overwrite: bool = False
+) -> Tensor:
+    r"""A square-root factor :math:`L` with :math:`L L^\top \approx K` for every matrix in a batch.
+
+    Tries :func:`torch.linalg.cholesky_ex` on :math:`K + \epsilon I` with each jitter in turn,
+    refactorizing only the matrices that failed; any left over get the symmetric square root of
+    the eigenvalue-clipped :math:`K` (not triangular, but as good for sampling). Never raises for
+    finite input. Only the lower triangle of ``K`` is read.
+
+    :param K: `(B, N, N)` symmetric positive semi-definite matrices (unit-scale diagonal).
+    :param jitters: increasing diagonal jitters, relative to a unit prior variance.
+    :param overwrite: use ``K`` as scratch space (its diagonal gets the jitter; saves a copy).
+    :return: `(B, N, N)` factors.
+    """
+    A = K if overwrite else K.clone()
+    diagonal = A.diagonal(dim1=-2, dim2=-1)  # (B, N) view
+    diagonal.add_(jitters[0])
+    L, info = torch.linalg.cholesky_ex(A)
+    previous = jitters[0]
+    for jitter in jitters[1:]:
+        failed = (info > 0).nonzero().squeeze(-1)
+        if failed.numel() == 0:
+            break
+        diagonal[failed] += jitter - previous
+        previous = jitter
+        L[failed], info[failed] = torch.linalg.cholesky_ex(A[failed])
+    failed = (info > 0).nonzero().squeeze(-1)
+    if failed.numel():
+        diagonal[failed] -= previous
+        evals, evecs = torch.linalg.eigh(A[failed])  # reads the lower triangle, like Cholesky
+        L[failed] = evecs * evals.clamp_min(0.0).sqrt()[..., None, :] @ evecs.transpose(-1, -2)
+    return L
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"sample_tasks: {name} must be an int >= {low}; got {value!r}.")
+    return value
+
+
+__all__ = ["TaskBatch", "context_statistics", "robust_cholesky", "sample_tasks"]
