@@ -1,0 +1,86 @@
+"""Helpers shared by the benchmark scripts: machine metadata, timing and summary statistics."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or what :mod:`platform` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_metadata(threads: int) -> dict[str, Any]:
+    """Date, CPU, thread count, load and library versions, for the header of a results file."""
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("gpytorch", "botorch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": threads,
+        "load_average_1_5_15min": load,
+        "versions": versions,
+    }
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def mean_se(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (SE is 0 for a single value, NaN for none)."""
+    v = [float(x) for x in values]
+    if not v:
+        return math.nan, math.nan
+    mean = sum(v) / len(v)
+    if len(v) < 2:
+        return mean, 0.0
+    return mean, statistics.stdev(v) / math.sqrt(len(v))
+
+
+def json_ready(obj: Any) -> Any:
+    """Recursively convert tensors and tuples to lists and non-finite floats to ``None``
+    (so the file is strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return json_ready(obj.tolist() if obj.dim() else obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    return obj
