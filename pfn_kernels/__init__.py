@@ -18,11 +18,14 @@ from pfn_kernels.spectral_params import SpectralParams
 from pfn_kernels import sampling  # noqa: F401
 from pfn_kernels.fit import RefinePriors, fit_amortized, refine_amortized
 from pfn_kernels.models import AmortizedSingleTaskGP
+from pfn_kernels.network import DecoderConfig, SpectralDecoder
 
 __all__ = [
     "AmortizedSingleTaskGP",
     "AmortizedSpectralKernel",
+    "DecoderConfig",
     "RefinePriors",
+    "SpectralDecoder",
     "SpectralParams",
     "fit_amortized",
     "refine_amortized",
