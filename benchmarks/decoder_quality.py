@@ -25,7 +25,8 @@ Everything is measured on CPU with ``torch.set_num_threads(--threads)``.
      highest final MLL is kept. Optimizer warnings are counted, not retried; a restart whose fit
      raises is counted as a failure and keeps the parameters it has after the fit's rollback
      (its initialization);
-   - ``oracle``: the true kernel and noise of each task (``TaskBatch.covariance``, ``.noise``).
+   - ``oracle``: the true kernel, noise and constant mean of each task (``TaskBatch.covariance``,
+     ``.noise``, ``.mean_offset``).
 
    Baseline NLLs come from ``model.posterior(x_t, observation_noise=True)`` (per-point Gaussian
    NLL of its mean and variance); the amortized and oracle NLLs are the same quantity computed
@@ -175,15 +176,16 @@ def amortized_scores(decoder: SpectralDecoder, batch: TaskBatch) -> tuple[Any, S
 
 
 def oracle_scores(batch: TaskBatch) -> Any:
-    """GP scores with the true kernel and noise."""
+    """GP scores with the true kernel, noise and constant mean (``TaskBatch.mean_offset``)."""
     xc, xt = batch.x_context, batch.x_target
+    mean = batch.mean_offset[:, None]
     return exact_gp_scores(
         batch.covariance(xc, xc),
         batch.covariance(xt, xc),
         batch.covariance(xt, xt, diag=True),
         batch.noise,
-        batch.y_context,
-        batch.y_target,
+        batch.y_context - mean,
+        batch.y_target - mean,
     )
 
 

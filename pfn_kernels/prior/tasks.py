@@ -115,6 +115,17 @@ class TaskBatch:
         return self.x_context.shape[0]
 
     @property
+    def mean_offset(self) -> Tensor:
+        r"""`(B,)` the constant mean of each task in standardized units,
+        :math:`(c - \bar y) / s_y`: the mean of the oracle GP.
+
+        A zero-mean GP on standardized targets misses this constant, and when the kernel has no
+        power near frequency 0 (a single spectral peak away from 0) it cannot absorb it either;
+        an oracle that knows the kernel also knows the mean.
+        """
+        return (self.offset_raw - self.y_mean) / self.y_std
+
+    @property
     def num_dims(self) -> int:
         """Input dimension d."""
         return self.x_context.shape[-1]
@@ -259,7 +270,10 @@ def sample_tasks(
     noise = log_uniform(*cfg.noise_ratio_range, (B,), g) * outputscale
     offset = cfg.mean_offset_std * torch.randn(B, generator=g, dtype=DTYPE)
 
-    chol = robust_cholesky(kernel.lower_covariance(x), overwrite=True)  # (B, N, N)
+    chol, jitter = robust_cholesky(kernel.lower_covariance(x), overwrite=True, return_jitter=True)
+    # The jitter is white noise in the draw (f ~ N(0, s^2 (K + eps I))): count it as noise, so
+    # that the ground truth (and the oracle GP built from it) describes the data exactly.
+    noise = noise + jitter * outputscale
     z = torch.randn(B, N, M, generator=g, dtype=DTYPE)
     f_raw = outputscale.sqrt()[:, None, None] * (chol @ z)  # (B, N, M)
     eps = torch.randn(B, N, M, generator=g, dtype=DTYPE)
@@ -323,8 +337,9 @@ def context_statistics(y_context: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def robust_cholesky(
-    K: Tensor, jitters: tuple[float, ...] = JITTERS, overwrite: bool = False
-) -> Tensor:
+    K: Tensor, jitters: tuple[float, ...] = JITTERS, overwrite: bool = False,
+    return_jitter: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     r"""A square-root factor :math:`L` with :math:`L L^\top \approx K` for every matrix in a batch.
 
     Tries :func:`torch.linalg.cholesky_ex` on :math:`K + \epsilon I` with each jitter in turn,
@@ -335,18 +350,22 @@ def robust_cholesky(
     :param K: `(B, N, N)` symmetric positive semi-definite matrices (unit-scale diagonal).
     :param jitters: increasing diagonal jitters, relative to a unit prior variance.
     :param overwrite: use ``K`` as scratch space (its diagonal gets the jitter; saves a copy).
-    :return: `(B, N, N)` factors.
+    :param return_jitter: also return the jitter each factor includes, `(B,)` (0 for the
+        eigendecomposition fallback).
+    :return: `(B, N, N)` factors (and the jitters).
     """
     A = K if overwrite else K.clone()
     diagonal = A.diagonal(dim1=-2, dim2=-1)  # (B, N) view
     diagonal.add_(jitters[0])
     L, info = torch.linalg.cholesky_ex(A)
+    used = torch.full(A.shape[:-2], jitters[0], dtype=A.dtype, device=A.device)
     previous = jitters[0]
     for jitter in jitters[1:]:
         failed = (info > 0).nonzero().squeeze(-1)
         if failed.numel() == 0:
             break
         diagonal[failed] += jitter - previous
+        used[failed] = jitter
         previous = jitter
         L[failed], info[failed] = torch.linalg.cholesky_ex(A[failed])
     failed = (info > 0).nonzero().squeeze(-1)
@@ -354,7 +373,8 @@ def robust_cholesky(
         diagonal[failed] -= previous
         evals, evecs = torch.linalg.eigh(A[failed])  # reads the lower triangle, like Cholesky
         L[failed] = evecs * evals.clamp_min(0.0).sqrt()[..., None, :] @ evecs.transpose(-1, -2)
-    return L
+        used[failed] = 0.0
+    return (L, used) if return_jitter else L
 
 
 def _check_int(name: str, value: Any, low: int) -> int:

@@ -6,7 +6,7 @@ Two parts:
   density of the held-out targets under the decoded kernel and noise, plus ``nlml_weight`` times
   the context negative log marginal likelihood, both per point (:mod:`pfn_kernels.exact_gp`).
 - **Supervised** (the paper's filter-bank losses, on tasks whose ground truth is a spectral
-  mixture): BCE of bin activity against the bins that hold a true peak, and squared errors of the
+  mixture, and down-weighted on those where it is a closed-form approximation): BCE of bin activity against the bins that hold a true peak, and squared errors of the
   offset and log-bandwidth of active bins (and of bin weights with several realizations); plus
   Huber errors of the global log noise-ratio and log outputscale heads on every task.
 """
@@ -32,6 +32,9 @@ class LossWeights:
     :param supervised: filter-bank BCE + regression terms.
     :param global_heads: log noise-ratio and log outputscale regression.
     :param bce_pos_weight: positive-class weight of the bin BCE (active bins are rare).
+    :param approx_supervision: relative weight of the filter-bank terms on tasks whose ground truth
+        is only a spectral-mixture approximation (Matérn, periodic, warped inputs): without it the
+        bins of periodic harmonics and heavy spectral tails get no activity supervision at all.
     :param max_task_nll: per-task cap on the NLL terms (a single pathological task cannot dominate).
     """
 
@@ -40,6 +43,7 @@ class LossWeights:
     global_heads: float = 0.05
     bce_pos_weight: float = 10.0
     max_task_nll: float = 30.0
+    approx_supervision: float = 0.5
 
 
 class DecoderObjective(nn.Module):
@@ -73,22 +77,31 @@ class DecoderObjective(nn.Module):
         glob = F.smooth_l1_loss(out.log_noise_ratio, log_r_true) + F.smooth_l1_loss(out.log_outputscale, log_os_true)
         loss = loss + w.global_heads * glob
 
-        # filter-bank supervision, on tasks whose ground truth is a spectral mixture
+        # filter-bank supervision: exact on spectral-mixture tasks, down-weighted on tasks whose
+        # ground truth is an approximation (``approx_supervision``)
         sup = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        mask = batch.representable
+        task_w = torch.where(batch.representable, 1.0, w.approx_supervision).to(loss)  # (B,)
+        mask = task_w > 0
         if mask.any():
+            tw = task_w[mask]
             tgt = dec.filter_bank.bin_targets(true.weights[mask], true.means[mask], true.scales[mask])
             bins = out.bins
-            a = bins.activity_logits[mask]
+            a = bins.activity_logits[mask]  # (b, d, bins)
             bce = F.binary_cross_entropy_with_logits(
-                a, tgt["active"].to(a), pos_weight=torch.tensor(w.bce_pos_weight, device=a.device)
-            )
+                a, tgt["active"].to(a), pos_weight=torch.tensor(w.bce_pos_weight, device=a.device),
+                reduction="none",
+            ).mean((-2, -1))
+            bce = (tw * bce).sum() / tw.sum()
             act = tgt["active"] > 0
-            reg = (bins.offsets[mask] - tgt["offset"].to(a)).pow(2)[act].mean()
-            reg = reg + 0.25 * (bins.log_scales[mask] - tgt["log_scale"].to(a)).pow(2)[act].mean()
+            cell_w = tw[:, None, None].expand_as(a)[act]  # task weight of every active bin
+            sq = (bins.offsets[mask] - tgt["offset"].to(a)).pow(2)[act]
+            sq = sq + 0.25 * (bins.log_scales[mask] - tgt["log_scale"].to(a)).pow(2)[act]
+            reg = (cell_w * sq).sum() / cell_w.sum().clamp_min(1e-12)
             if y_c.dim() == 3:  # weights are identifiable only from several realizations
                 pw = torch.softmax(bins.weight_logits[mask], dim=-1)
-                reg = reg + (pw - tgt["weight"].to(a)).pow(2).sum(-1).mean()
+                reg = reg + (tw[:, None] * (pw - tgt["weight"].to(a)).pow(2).sum(-1)).sum() / (
+                    tw.sum() * pw.shape[-2]
+                )
             sup = bce + reg
             loss = loss + w.supervised * sup
 
