@@ -5,6 +5,34 @@ model's (transformed) training data, :func:`fit_amortized`. The decoded kernel c
 polished by a short maximum-a-posteriori optimization, :func:`refine_amortized`, whose priors are
 centred on the decoded values so that a few data points cannot pull the many spectral parameters
 far from the network's estimate (unregularized marginal likelihood overfits them badly).
+
+Robustness: what :func:`fit_amortized` (and so :class:`~pfn_kernels.AmortizedSingleTaskGP`,
+through ``fit_gpytorch_mll``) does with difficult data.
+
+- **NaN or inf** in the training inputs, targets or known noise: ``ValueError`` naming how many
+  rows and the first few (:class:`~pfn_kernels.AmortizedSingleTaskGP` checks at construction,
+  before BoTorch's transforms can spread a NaN; negative ``train_Yvar`` is an error too).
+- **Inputs outside the unit cube** (by more than 0.01; no ``Normalize``): an
+  :class:`~pfn_kernels.validation.OutsideUnitCubeWarning` saying to add one.
+- **Constant targets** (no variation relative to their magnitude, :func:`constant_tolerance`;
+  also n = 1): the decoder's result is replaced by :func:`constant_target_params`, a smooth RBF
+  with outputscale :math:`1/(n+1)` and noise :math:`10^{-4}` times that, in the targets' units
+  (a :class:`~pfn_kernels.validation.DecoderWarning` for n >= 2).
+- **Duplicate inputs, n = 1, 2**: handled; the likelihood's noise floor keeps the kernel matrix
+  positive definite.
+- **Extreme target scales** (e.g. :math:`10^{\pm 12}`): targets are standardized relative to their
+  own scale, so the decoded parameters in standardized units do not depend on it. A likelihood
+  noise lower bound larger than the decoded signal variance (tiny targets without
+  ``Standardize``) gives a warning.
+- **Known noise** (``FixedNoiseGaussianLikelihood``) of zero or below GPyTorch's
+  ``min_fixed_noise`` (1e-6 in float64, 1e-4 in float32, in the model's target units) is raised to
+  that floor, the jitter that keeps Cholesky factorizations working.
+- **Large n, large d, devices, dtypes, out-of-range outputs**: see
+  :class:`~pfn_kernels.network.SpectralDecoder` (subsample beyond its context, a warning beyond
+  its trained d, an error beyond 64 dimensions, clamped outputs). The decoder runs on the device
+  of its parameters; the parameters are written back on the model's device and dtype. Batched
+  and multi-output models are fitted by one batched pass, each batch element and output on its
+  own (a constant output falls back alone).
 """
 
 from __future__ import annotations
@@ -18,24 +46,41 @@ from typing import Any, Callable, Iterator
 
 import torch
 from botorch.models.model_list_gp_regression import ModelListGP
+from botorch.models.transforms.outcome import Standardize
 from botorch.optim.fit import fit_gpytorch_mll_scipy
 from gpytorch.kernels import ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood, MarginalLogLikelihood
 from gpytorch.priors import NormalPrior
+from gpytorch.settings import min_fixed_noise
 from linear_operator.utils.errors import NotPSDError
 from torch import Tensor, nn
 
 from pfn_kernels.kernels import AmortizedSpectralKernel
 from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.spectral_params import SpectralParams
+from pfn_kernels.validation import (
+    DecoderWarning,
+    OutsideUnitCubeWarning,
+    check_finite_rows,
+    warn_outside_unit_cube,
+)
 
 #: Anything that maps ``(X (*batch, n, d), y (*batch, n))`` to :class:`SpectralParams`.
 Decoder = Callable[[Tensor, Tensor], SpectralParams]
 
 #: Default number of optimizer iterations of :func:`refine_amortized`.
 DEFAULT_REFINE_STEPS = 20
+
+#: Noise-to-signal ratio of :func:`constant_target_params`.
+CONSTANT_NOISE_RATIO = 1e-4
+
+
+def constant_tolerance(dtype: torch.dtype) -> float:
+    """Relative spread below which targets count as constant: 100 machine epsilons
+    (2.2e-14 in float64, 1.2e-5 in float32) of their largest magnitude."""
+    return 100 * torch.finfo(dtype).eps
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,6 +113,8 @@ def fit_amortized(
       ``Standardize``), the mean the decoder assumes.
 
     A batched multi-output model (``train_Y`` of shape `(n, m)`) is fitted by one batched pass.
+    Difficult data (NaN, constant targets, extreme scales, inputs outside the unit cube, ...) are
+    handled as the module docstring describes.
 
     :param model: a BoTorch/GPyTorch exact GP whose ``covar_module`` is an
         :class:`~pfn_kernels.AmortizedSpectralKernel` itself (not wrapped in a
@@ -84,6 +131,8 @@ def fit_amortized(
         ``optimizer``, ``optimizer_kwargs``); ignored otherwise, as in ``fit_gpytorch_mll``.
     :return: the model, in eval mode.
     :raises TypeError: if the covariance module is not an ``AmortizedSpectralKernel``.
+    :raises ValueError: for NaN or inf in the training data (naming the rows), or more input
+        dimensions than the decoder supports.
 
     Example:
         >>> import torch
@@ -111,8 +160,18 @@ def fit_amortized(
         decoder = default_decoder() if decoder is None else decoder
     model.train()  # raw train inputs; also drops cached posterior solves
     X, y = _training_data(model)
-    y_mean, y_std = _target_statistics(y)
-    params = run_decoder(decoder, X, (y - y_mean[..., None]) / y_std[..., None])
+    warn_outside_unit_cube(
+        X, "The model's (transformed) training inputs",
+        "Add an input transform that maps them to [0, 1]^d, e.g. "
+        f"input_transform=Normalize(d={X.shape[-1]}) (botorch.models.transforms.input), or pass "
+        "normalized inputs.",
+    )
+    y_mean, y_std, constant = _target_statistics(y, _raw_magnitude(model, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutsideUnitCubeWarning)  # warned just above, for the model
+        params = run_decoder(decoder, X, (y - y_mean[..., None]) / y_std[..., None])
+    if constant.any():
+        params = _constant_fallback(params, constant, n=y.shape[-1])
     scale = y_std**2
     params = SpectralParams(
         weights=params.weights,
@@ -131,7 +190,7 @@ def fit_amortized(
             )
         params = params.pad_mixtures(wanted)
     kernel.set_spectral_params(params)
-    _set_noise(model.likelihood, params.noise)
+    _set_noise(model.likelihood, params.noise, params.outputscale)
     mean_module = getattr(model, "mean_module", None)
     if isinstance(mean_module, ConstantMean):
         mean_module.constant = y_mean.reshape(mean_module.constant.shape)
@@ -183,31 +242,124 @@ def run_decoder(decoder: Decoder, X: Tensor, y: Tensor) -> SpectralParams:
 
 
 def _training_data(model: Any) -> tuple[Tensor, Tensor]:
-    """Transformed inputs `(*aug_batch, n, d)` and targets `(*aug_batch, n)` (model in train mode).
+    """Transformed inputs `(*aug_batch, n, d)` and targets `(*aug_batch, n)` (model in train mode),
+    checked to be finite.
 
     In train mode BoTorch stores the raw inputs; ``transform_inputs`` applies the input transform
     as the model's own forward pass would.
     """
     (X,) = model.train_inputs
+    check_finite_rows("train_X", X, row_dim=-2)
     transform = getattr(model, "transform_inputs", None)
     if transform is not None:
         with torch.no_grad():
             X = transform(X)
-    return X, model.train_targets
+        check_finite_rows("train_X after the model's input transform", X, row_dim=-2)
+    y = model.train_targets
+    try:
+        check_finite_rows("train_Y", y, row_dim=-1)
+    except ValueError as err:
+        if bool((~torch.isfinite(y)).all()):
+            raise ValueError(f"{err} (Every row: an outcome transform may have spread one NaN or "
+                             "inf to all of them; check the raw train_Y.)") from None
+        raise
+    likelihood = getattr(model, "likelihood", None)
+    if isinstance(likelihood, FixedNoiseGaussianLikelihood):
+        check_finite_rows("train_Yvar", likelihood.noise, row_dim=-1)
+    return X, y
 
 
-def _target_statistics(y: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and unbiased std over points, as ``Standardize`` computes them (std 1 if degenerate)."""
+def _raw_magnitude(model: Any, y: Tensor) -> Tensor | None:
+    """Largest |target| per batch element before a ``Standardize`` outcome transform, in the
+    transformed units of ``y``; ``None`` without one (``y``'s own magnitude is used)."""
+    transform = getattr(model, "outcome_transform", None)
+    if not isinstance(transform, Standardize):
+        return None
+    try:
+        mu, sd = transform.means.squeeze(-2), transform.stdvs.squeeze(-2)  # (*batch, m)
+        if y.dim() > mu.dim():  # multi-output targets (*batch, m, n)
+            mu, sd = mu.unsqueeze(-1), sd.unsqueeze(-1)
+        raw = y * sd + mu
+        return (raw.abs().amax(-1, keepdim=True) / sd).squeeze(-1).expand(y.shape[:-1])
+    except RuntimeError:  # an unusual layout: fall back to the transformed targets
+        return None
+
+
+def _target_statistics(y: Tensor, magnitude: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean and unbiased std over points, as ``Standardize`` computes them, and which targets are
+    constant (std 1 there): spread at most :func:`constant_tolerance` times ``magnitude``
+    (default: the largest |y|), or a single point. Relative, so tiny and huge scales standardize
+    alike."""
     mean = y.mean(-1)
     if y.shape[-1] < 2:
-        return mean, torch.ones_like(mean)
+        return mean, torch.ones_like(mean), torch.ones_like(mean, dtype=torch.bool)
     std = y.std(-1)
-    return mean, torch.where(std < 1e-8, torch.ones_like(std), std)
+    magnitude = y.abs().amax(-1) if magnitude is None else magnitude
+    constant = ~(std > constant_tolerance(y.dtype) * magnitude)
+    return mean, torch.where(constant, torch.ones_like(std), std), constant
 
 
-def _set_noise(likelihood: Any, noise: Tensor) -> None:
-    """Write the decoded noise into a Gaussian likelihood; known (fixed) noise is kept."""
+def constant_target_params(
+    num_points: int,
+    num_dims: int,
+    num_mixtures: int,
+    batch_shape: torch.Size = torch.Size(),
+    dtype: torch.dtype | None = None,
+    device: torch.device | None = None,
+) -> SpectralParams:
+    r"""The kernel :func:`fit_amortized` uses for constant targets (in standardized units).
+
+    Nothing can be learned from data without variation, so this is a fixed, smooth choice: every
+    component at frequency 0 with bandwidth :math:`s = 1 / (2\pi\ell)`,
+    :math:`\ell = 0.25\sqrt d` (an RBF kernel of lengthscale :math:`\ell` per dimension), the
+    outputscale :math:`1 / (n + 1)` (the decoder's profile-likelihood estimate for
+    :math:`\mathbf y = 0` with a prior guess of 1: small, shrinking as more equal values arrive)
+    and noise :data:`CONSTANT_NOISE_RATIO` times the outputscale.
+    """
+    kw = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+    shape = (*batch_shape, num_dims, num_mixtures)
+    outputscale = torch.full(batch_shape, 1.0 / (num_points + 1), **kw)
+    return SpectralParams(
+        weights=torch.full(shape, 1.0 / num_mixtures, **kw),
+        means=torch.zeros(shape, **kw),
+        scales=torch.full(shape, 1 / (2 * math.pi * 0.25 * math.sqrt(num_dims)), **kw),
+        outputscale=outputscale,
+        noise=CONSTANT_NOISE_RATIO * outputscale,
+    )
+
+
+def _constant_fallback(params: SpectralParams, constant: Tensor, n: int) -> SpectralParams:
+    """``params`` with the batch elements flagged ``constant`` replaced by the fallback kernel."""
+    fallback = constant_target_params(n, params.num_dims, params.num_mixtures, params.batch_shape,
+                                      params.dtype, params.device)
+    if n >= 2:
+        warnings.warn(
+            f"The training targets are constant ({int(constant.sum())} of {constant.numel()} "
+            "outputs/batches): nothing to learn a kernel from. Using the documented fallback, a "
+            "smooth RBF kernel with a small outputscale (pfn_kernels.fit.constant_target_params).",
+            DecoderWarning,
+            stacklevel=3,
+        )
+    c = constant.to(params.device)
+    pick = lambda a, b, extra: torch.where(c.reshape(c.shape + (1,) * extra), a, b)  # noqa: E731
+    return SpectralParams(
+        weights=pick(fallback.weights, params.weights, 2),
+        means=pick(fallback.means, params.means, 2),
+        scales=pick(fallback.scales, params.scales, 2),
+        outputscale=pick(fallback.outputscale, params.outputscale, 0),
+        noise=pick(fallback.noise, params.noise, 0),
+        validate=False,
+    )
+
+
+def _set_noise(likelihood: Any, noise: Tensor, outputscale: Tensor) -> None:
+    """Write the decoded noise into a Gaussian likelihood; known (fixed) noise is kept, raised to
+    GPyTorch's ``min_fixed_noise`` where below."""
     if isinstance(likelihood, FixedNoiseGaussianLikelihood):
+        fixed = likelihood.noise_covar.noise
+        floor = min_fixed_noise.value(fixed.dtype)
+        if (fixed < floor).any():
+            likelihood.noise_covar.noise = fixed.clamp_min(floor)
         return
     if not isinstance(likelihood, GaussianLikelihood):
         warnings.warn(
@@ -216,6 +368,15 @@ def _set_noise(likelihood: Any, noise: Tensor) -> None:
         )
         return
     lower = float(likelihood.noise_covar.raw_noise_constraint.lower_bound)
+    if (outputscale < lower).any():
+        warnings.warn(
+            f"The likelihood's noise lower bound {lower:.3g} exceeds the decoded signal variance "
+            f"{float(outputscale.min()):.3g}: the targets' scale is tiny for this likelihood and "
+            "the model will treat the data as noise. Standardize the targets (e.g. "
+            "outcome_transform=Standardize(m)) or lower the noise constraint.",
+            DecoderWarning,
+            stacklevel=3,
+        )
     noise = noise.clamp_min(lower + max(1e-2 * lower, 1e-12))
     likelihood.noise = noise.to(likelihood.noise).reshape(likelihood.noise.shape)
 
@@ -375,6 +536,8 @@ __all__ = [
     "Decoder",
     "RefinePriors",
     "amortized_kernel_of",
+    "constant_target_params",
+    "constant_tolerance",
     "default_decoder",
     "fit_amortized",
     "refine_amortized",

@@ -36,20 +36,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    data = json.loads(args.config.read_text()) if args.config else {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        data[key] = json.loads(value)
-    for key, value in (("seed", args.seed), ("steps", args.steps), ("num_threads", args.threads), ("device", args.device)):
-        if value is not None:
-            data[key] = value
-    trainer = Trainer(TrainConfig.from_dict(data), args.out, progress=not args.no_progress)
+    cfg = _config(parser, args)
+    try:
+        trainer = Trainer(cfg, args.out, progress=not args.no_progress)
+    except (TypeError, ValueError) as err:  # e.g. a decoder or prior field that does not exist
+        parser.error(f"invalid training config: {err}")
     result = trainer.fit(max_seconds=args.max_seconds)
     if trainer.rank == 0:
         print(json.dumps({"step": trainer.step, "validation": result}, indent=2))
     return 0
+
+
+def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TrainConfig:
+    """The run's config from the file and overrides; a usage error (exit status 2) if invalid."""
+    try:
+        data = json.loads(args.config.read_text()) if args.config else {}
+    except OSError as err:
+        parser.error(f"cannot read --config {args.config}: {err.strerror or err}")
+    except json.JSONDecodeError as err:
+        parser.error(f"--config {args.config} is not valid JSON: {err}")
+    if not isinstance(data, dict):
+        parser.error(f"--config {args.config} must hold a JSON object of TrainConfig fields.")
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set expects KEY=JSON, got {item!r}.")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {key}: {value!r} is not JSON (quote strings: {key}='\"text\"').")
+    for key, value in (("seed", args.seed), ("steps", args.steps), ("num_threads", args.threads), ("device", args.device)):
+        if value is not None:
+            data[key] = value
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        parser.error(f"invalid training config: {err}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import InputTransform, Normalize
-from botorch.models.transforms.outcome import OutcomeTransform
+from botorch.models.transforms.outcome import OutcomeTransform, Standardize
 from botorch.models.utils.gpytorch_modules import MIN_INFERRED_NOISE_LEVEL
 from botorch.utils.types import DEFAULT, _DefaultType
 from gpytorch.constraints import GreaterThan
@@ -15,8 +15,9 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import MarginalLogLikelihood
 from torch import Tensor
 
-from pfn_kernels.fit import Decoder, default_decoder, fit_amortized
+from pfn_kernels.fit import Decoder, constant_tolerance, default_decoder, fit_amortized
 from pfn_kernels.kernels import AmortizedSpectralKernel
+from pfn_kernels.validation import check_finite_rows
 
 
 def get_amortized_likelihood(batch_shape: torch.Size | None = None) -> GaussianLikelihood:
@@ -25,6 +26,27 @@ def get_amortized_likelihood(batch_shape: torch.Size | None = None) -> GaussianL
         batch_shape=batch_shape or torch.Size(),
         noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=1e-2),
     )
+
+
+def get_amortized_input_transform(train_X: Tensor, train_Y: Tensor) -> Normalize:
+    """``Normalize`` with bounds learned from ``train_X``: per batch element, except for a batched
+    multi-output model, whose bounds are shared across the batch (BoTorch transforms its training
+    inputs with an extra output dimension but its test inputs without one, and only batch-free
+    bounds broadcast against both)."""
+    batch_shape = train_X.shape[:-2] if train_Y.shape[-1] == 1 else torch.Size()
+    return Normalize(d=train_X.shape[-1], batch_shape=batch_shape)
+
+
+def get_amortized_outcome_transform(train_X: Tensor, train_Y: Tensor) -> Standardize:
+    """``Standardize`` whose ``min_stdv`` is relative to the targets' largest magnitude.
+
+    BoTorch's default ``min_stdv=1e-8`` is absolute: targets of scale 1e-12 would stay unscaled, far
+    below the likelihood's noise floor. Here only targets constant up to rounding
+    (:func:`pfn_kernels.fit.constant_tolerance`) are left unscaled.
+    """
+    magnitude = float(train_Y.abs().max()) if train_Y.numel() else 0.0
+    min_stdv = max(constant_tolerance(train_Y.dtype) * magnitude, torch.finfo(train_Y.dtype).tiny)
+    return Standardize(m=train_Y.shape[-1], batch_shape=train_X.shape[:-2], min_stdv=min_stdv)
 
 
 class _Shared:
@@ -61,19 +83,27 @@ class AmortizedSingleTaskGP(SingleTaskGP):
 
     :param train_X: `(*batch, n, d)` training inputs.
     :param train_Y: `(*batch, n, m)` training observations.
-    :param train_Yvar: optional `(*batch, n, m)` known observation noise variances. The likelihood
-        is then a ``FixedNoiseGaussianLikelihood`` and keeps this noise; the decoder sets the
-        kernel only.
+    :param train_Yvar: optional `(*batch, n, m)` known observation noise variances (>= 0). The
+        likelihood is then a ``FixedNoiseGaussianLikelihood`` and keeps this noise, raised to
+        GPyTorch's ``min_fixed_noise`` where smaller (zeros work); the decoder sets the kernel only.
     :param decoder: the network (any callable ``(X, y) -> SpectralParams``); default: the pretrained
         :func:`pfn_kernels.fit.default_decoder`, loaded at the first fit and shared by all models.
     :param input_transform: default: ``Normalize(d)`` with bounds learned from ``train_X`` (the
-        decoder expects inputs in the unit cube). Pass ``None`` when ``train_X`` already lies in
-        :math:`[0, 1]^d` (e.g. Ax normalizes to the search space), or any ``InputTransform``.
-    :param outcome_transform: default: ``Standardize(m)``, as in ``SingleTaskGP``. ``None`` works too:
-        the fit standardizes the targets internally and maps the decoded values back.
+        decoder expects inputs in the unit cube; see :func:`get_amortized_input_transform`). Pass
+        ``None`` when ``train_X`` already lies in :math:`[0, 1]^d` (e.g. Ax normalizes to the
+        search space), or any ``InputTransform``. Inputs outside the unit cube at fit time give a
+        warning.
+    :param outcome_transform: default: ``Standardize(m)`` as in ``SingleTaskGP``, but with
+        ``min_stdv`` relative to the targets' magnitude (:func:`pfn_kernels.fit.constant_tolerance`)
+        so that targets of any scale (1e-12 or 1e12) are standardized and only constant ones are
+        left unscaled. ``None`` works too: the fit standardizes the targets internally and maps the
+        decoded values back.
     :param num_mixtures: components per dimension Q of the kernel; default: the decoder's. A larger
         value appends zero-weight components (the same kernel); a smaller one is an error at fit
         time.
+    :raises ValueError: NaN or inf in ``train_X``, ``train_Y`` or ``train_Yvar`` (the message
+        names the rows), or a negative ``train_Yvar``. See :mod:`pfn_kernels.fit` for the
+        behaviour on other difficult data (constant targets, duplicates, extreme scales).
 
     Example:
         >>> import torch
@@ -104,8 +134,19 @@ class AmortizedSingleTaskGP(SingleTaskGP):
     ) -> None:
         if num_mixtures is not None and num_mixtures < 1:
             raise ValueError(f"num_mixtures must be >= 1 or None, got {num_mixtures}.")
+        # Before BoTorch's transforms, which would spread a NaN or hide which rows hold it.
+        check_finite_rows("train_X", train_X, row_dim=-2)
+        check_finite_rows("train_Y", train_Y, row_dim=-2)
+        if train_Yvar is not None:
+            check_finite_rows("train_Yvar", train_Yvar, row_dim=-2)
+            if (train_Yvar < 0).any():
+                raise ValueError(
+                    f"train_Yvar must be >= 0; its minimum is {float(train_Yvar.min()):.3g}."
+                )
+        if outcome_transform is DEFAULT:
+            outcome_transform = get_amortized_outcome_transform(train_X, train_Y)
         if input_transform is DEFAULT:
-            input_transform = Normalize(d=train_X.shape[-1], batch_shape=train_X.shape[:-2])
+            input_transform = get_amortized_input_transform(train_X, train_Y)
         with torch.no_grad():
             d = self.transform_inputs(train_X, input_transform=input_transform).shape[-1]
         # SingleTaskGP's _aug_batch_shape: one kernel per output, after the input batch dims.
@@ -180,4 +221,9 @@ class AmortizedSingleTaskGP(SingleTaskGP):
         return mll.eval()
 
 
-__all__ = ["AmortizedSingleTaskGP", "get_amortized_likelihood"]
+__all__ = [
+    "AmortizedSingleTaskGP",
+    "get_amortized_input_transform",
+    "get_amortized_likelihood",
+    "get_amortized_outcome_transform",
+]

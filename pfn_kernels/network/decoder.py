@@ -19,6 +19,7 @@ Data path (shapes for a batch of B tasks, n points, d input dimensions, width E)
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,20 @@ from torch import Tensor, nn
 from pfn_kernels.bochner import spectral_mixture_covariance
 from pfn_kernels.network.attention import Coordinates, PointAttention
 from pfn_kernels.network.filter_bank import BinOutputs, FilterBank
-from pfn_kernels.spectral_params import SpectralParams
+from pfn_kernels.spectral_params import WEIGHT_SUM_ATOL, SpectralParams
+from pfn_kernels.validation import DecoderWarning, check_finite_rows, warn_outside_unit_cube
+
+#: Hard limit on the input dimension d (a ``ValueError`` beyond); between
+#: ``config.trained_max_dims`` and this, the decoder works with a :class:`DecoderWarning`.
+MAX_INPUT_DIMS = 64
+#: Range of the decoded outputscale, in the units of a standardized y (never reached for such y).
+OUTPUTSCALE_RANGE = (1e-8, 1e8)
+#: Relative slack of the documented output ranges (float32 rounding at the bounds).
+BOUND_RTOL = 1e-4
+#: Noise-to-signal ratio that replaces a non-finite one.
+FALLBACK_NOISE_RATIO = 1e-2
+#: Seed of the subsample read when n exceeds ``config.max_context`` (the same points every call).
+SUBSAMPLE_SEED = 0
 
 
 @dataclass
@@ -53,8 +67,13 @@ class DecoderConfig:
     :param max_profile_points: points used by the profile-likelihood outputscale (a strided
         subsample beyond this).
     :param outputscale_mode: ``"profile"`` (default) or ``"predicted"``.
-    :param trained_max_dims: largest d seen in training (a warning beyond).
+    :param trained_max_dims: largest d seen in training (a warning beyond; an error beyond
+        :data:`MAX_INPUT_DIMS`).
     :param trained_max_context: largest n seen in training.
+    :param min_noise_ratio: lower bound of the decoded noise-to-signal ratio; ``max_noise_ratio``
+        the upper one.
+    :param max_context: most points one pass reads (default: ``trained_max_context``); a larger
+        data set is read through a deterministic subsample of this many points, with a warning.
     """
 
     width: int = 64
@@ -76,6 +95,7 @@ class DecoderConfig:
     trained_max_context: int = 256
     min_noise_ratio: float = 1e-6
     max_noise_ratio: float = 10.0
+    max_context: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +105,8 @@ class DecoderConfig:
             raise ValueError(f"attention must be 'full', 'scan' or 'linear', got {self.attention!r}.")
         if self.outputscale_mode not in ("profile", "predicted"):
             raise ValueError(f"outputscale_mode must be 'profile' or 'predicted', got {self.outputscale_mode!r}.")
+        if self.max_context is not None and self.max_context < 1:
+            raise ValueError(f"max_context must be >= 1 or None, got {self.max_context}.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,7 +257,30 @@ class SpectralDecoder(nn.Module):
     (or `(*batch, n, M)`: M realizations sharing X and one kernel) returns
     :class:`~pfn_kernels.SpectralParams` with batch shape `(*batch)`, d dimensions and
     ``config.num_components`` components. Call it under :func:`torch.no_grad` for speed. The pass
-    is deterministic on CPU.
+    is deterministic on CPU, and runs on the device of the decoder's parameters; the parameters
+    come back on the device of ``X``, in its dtype (float32 for half-precision inputs).
+
+    Robustness (inputs outside what the network was trained on):
+
+    - **errors** (``ValueError``): shapes that do not match, n = 0, d = 0, non-floating tensors,
+      NaN or inf in X or y (the message names how many rows and the first of them), and
+      d > :data:`MAX_INPUT_DIMS`.
+    - **warnings** (:class:`~pfn_kernels.validation.DecoderWarning`), with a defined result:
+      X outside the unit cube (by more than 0.01; normalize it, e.g. BoTorch's ``Normalize``);
+      d > ``config.trained_max_dims``; n > ``config.max_context`` (default
+      ``trained_max_context``), where the pass reads a deterministic random subsample of
+      ``max_context`` points (seed :data:`SUBSAMPLE_SEED`: the same points for the same n),
+      which bounds time and memory whatever n.
+    - **outputs** always satisfy: weights >= 0 summing to 1 per dimension; means (frequencies)
+      in [0, ``max_frequency``]; scales in the filter bank's [1e-3, 30] cycles per unit; outputscale
+      in :data:`OUTPUTSCALE_RANGE`; noise / outputscale in [``min_noise_ratio``,
+      ``max_noise_ratio``] (bounds to :data:`BOUND_RTOL`). The network's heads guarantee these for
+      finite activations; should a non-finite value appear (e.g. X far outside the unit cube), it is
+      replaced (uniform weights, mean 0, the RBF bandwidth :math:`1 / (2\pi \cdot 0.25 \sqrt d)`,
+      the network's outputscale guess, noise ratio :data:`FALLBACK_NOISE_RATIO`) with a warning.
+      For finite in-range data none of this changes a single bit of the result.
+    - constant y (zero variance) is a valid input; :func:`pfn_kernels.fit_amortized` replaces its
+      result by a documented fallback kernel.
 
     Example:
         >>> import torch
@@ -356,21 +401,28 @@ class SpectralDecoder(nn.Module):
     # ------------------------------------------------------------------ public API
     def forward(self, X: Tensor, y: Tensor) -> SpectralParams:
         x, yy, batch_shape = self._flatten(X, y)
-        dtype = X.dtype
-        out = self.decode(x.float(), yy.float())
-        os = self.outputscale(x.float(), yy.float(), out)
-        noise = os * out.log_noise_ratio.exp()
-        unflat = lambda t: t.reshape(batch_shape + t.shape[1:]).to(dtype)  # noqa: E731
+        self._warn_out_of_range(x)
+        x, yy = self._subsample(x, yy)
+        device = next(self.parameters()).device
+        x, yy = x.to(device=device, dtype=torch.float32), yy.to(device=device, dtype=torch.float32)
+        out = self.decode(x, yy)
+        weights, means, scales, os, log_r = self._bounded(out, self.outputscale(x, yy, out))
+        noise = os * log_r.exp()
+        dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
+        unflat = lambda t: t.reshape(batch_shape + t.shape[1:]).to(device=X.device, dtype=dtype)  # noqa: E731
         return SpectralParams(
-            weights=unflat(out.weights),
-            means=unflat(out.means),
-            scales=unflat(out.scales),
+            weights=unflat(weights),
+            means=unflat(means),
+            scales=unflat(scales),
             outputscale=unflat(os),
             noise=unflat(noise),
             validate=False,
         )
 
     def _flatten(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor, torch.Size]:
+        """Checks (the errors of the class docstring); X `(B, n, d)`, y `(B, n)` or `(B, n, M)`."""
+        if not (isinstance(X, Tensor) and isinstance(y, Tensor)):
+            raise TypeError(f"X and y must be tensors, got {type(X).__name__} and {type(y).__name__}.")
         if X.dim() < 2:
             raise ValueError(f"X must have shape (*batch, n, d); got {tuple(X.shape)}.")
         batch_shape, (n, d) = X.shape[:-2], X.shape[-2:]
@@ -379,15 +431,88 @@ class SpectralDecoder(nn.Module):
                 f"y must have shape (*batch, n) or (*batch, n, M) matching X {tuple(X.shape)}; "
                 f"got {tuple(y.shape)}."
             )
+        if not (X.is_floating_point() and y.is_floating_point()):
+            raise ValueError(f"X and y must be floating-point tensors; got {X.dtype} and {y.dtype}.")
+        if X.device != y.device:
+            raise ValueError(f"X and y must be on the same device; got {X.device} and {y.device}.")
         if n < 1:
             raise ValueError("The decoder needs at least one data point (n >= 1).")
-        for name, t in (("X", X), ("y", y)):
-            bad = ~torch.isfinite(t)
-            if bad.any():
-                raise ValueError(f"{name} has {int(bad.sum())} non-finite (NaN or inf) entries.")
+        if d < 1:
+            raise ValueError("The decoder needs at least one input dimension (d >= 1).")
+        if d > MAX_INPUT_DIMS:
+            raise ValueError(
+                f"X has d={d} input dimensions; the decoder supports at most {MAX_INPUT_DIMS} (it "
+                f"was trained on d <= {self.config.trained_max_dims}). Reduce the dimension (e.g. "
+                "fix or embed some inputs) or use a standard kernel."
+            )
+        check_finite_rows("X", X, row_dim=-2)
+        check_finite_rows("y", y, row_dim=X.dim() - 2)
         x = X.reshape(-1, n, d)
         yy = y.reshape(-1, *y.shape[X.dim() - 2 :])
         return x, yy, batch_shape
+
+    def _warn_out_of_range(self, x: Tensor) -> None:
+        """Warnings for data outside the training range (results are still defined)."""
+        cfg = self.config
+        warn_outside_unit_cube(
+            x, "Decoder inputs X",
+            "Normalize X to [0, 1]^d first, e.g. with BoTorch's Normalize input transform "
+            "(input_transform=Normalize(d)).", stacklevel=6,
+        )
+        d = x.shape[-1]
+        if d > cfg.trained_max_dims:
+            warnings.warn(
+                f"X has d={d} input dimensions, more than the decoder was trained on "
+                f"({cfg.trained_max_dims}); its kernel may be poor (hard limit {MAX_INPUT_DIMS}).",
+                DecoderWarning, stacklevel=5,
+            )
+
+    def _subsample(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """At most ``max_context`` points: a seeded random subset (in the data's order) beyond."""
+        n = x.shape[-2]
+        limit = self.config.max_context or self.config.trained_max_context
+        if n <= limit:
+            return x, y
+        warnings.warn(
+            f"{n} points exceed the decoder's context of {limit}; it reads a deterministic random "
+            f"subsample of {limit} points (DecoderConfig.max_context sets the number).",
+            DecoderWarning, stacklevel=5,
+        )
+        g = torch.Generator().manual_seed(SUBSAMPLE_SEED)
+        idx = torch.randperm(n, generator=g)[:limit].sort().values.to(x.device)
+        return x[:, idx], y[:, idx]
+
+    def _bounded(self, out: DecoderOutput, os: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The documented output ranges, non-finite values replaced (see the class docstring).
+
+        Returns the network's own values, bit for bit, wherever they are finite and in range: the
+        heads keep them there by construction, so only overflowing activations change anything.
+        """
+        cfg, fb = self.config, self.filter_bank
+        lo, hi = 1 - BOUND_RTOL, 1 + BOUND_RTOL
+        w = out.weights
+        w_ok = (torch.isfinite(w) & (w >= 0)).all(-1, keepdim=True)
+        w_ok &= (w.sum(-1, keepdim=True) - 1).abs() <= WEIGHT_SUM_ATOL
+        s_rbf = 1 / (2 * math.pi * 0.25 * math.sqrt(w.shape[-2]))
+        guess = out.log_outputscale.exp().nan_to_num(1.0)
+        bounded = (
+            torch.where(w_ok, w, torch.full_like(w, 1.0 / w.shape[-1])),
+            out.means.nan_to_num(0.0).clamp(0.0, cfg.max_frequency * hi),
+            out.scales.nan_to_num(s_rbf).clamp(math.exp(fb.log_min_scale) * lo, math.exp(fb.log_max_scale) * hi),
+            torch.where(torch.isfinite(os), os, guess).clamp(*OUTPUTSCALE_RANGE),
+            out.log_noise_ratio.nan_to_num(math.log(FALLBACK_NOISE_RATIO)).clamp(
+                math.log(cfg.min_noise_ratio) - BOUND_RTOL, math.log(cfg.max_noise_ratio) + BOUND_RTOL
+            ),
+        )
+        raw = (w, out.means, out.scales, os, out.log_noise_ratio)
+        fixed = sum(int((a != b).sum()) for a, b in zip(raw, bounded))  # NaN != NaN counts
+        if fixed:
+            warnings.warn(
+                f"The decoder produced {fixed} non-finite or out-of-range values (inputs far from its "
+                "training data?); they were replaced by the documented fallbacks.",
+                DecoderWarning, stacklevel=5,
+            )
+        return bounded
 
     # ------------------------------------------------------------------ weights
     @classmethod

@@ -119,9 +119,15 @@ def validation_set(cfg: TrainConfig, prior: PriorConfig) -> list:
     ]
 
 
+def _centred(b) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context and target values minus the task's true constant mean (the oracle's mean)."""
+    m = b.mean_offset[:, None] if b.y_context.dim() == 2 else b.mean_offset[:, None, None]
+    return b.y_context - m, b.y_target - m
+
+
 @torch.no_grad()
 def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
-    """Mean target NLL of the decoded GP and its gap to the oracle (true kernel and noise), per d."""
+    """Mean target NLL of the decoded GP and its gap to the oracle (true kernel, noise and mean), per d."""
     from pfn_kernels.bochner import spectral_mixture_covariance
 
     was_training = decoder.training
@@ -135,7 +141,8 @@ def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
         dec = exact_gp_scores(kern(b.x_context, b.x_context), kern(b.x_target, b.x_context),
                               kern(b.x_target, b.x_target, diag=True), p.noise, b.y_context, b.y_target)
         orc = exact_gp_scores(b.covariance(b.x_context, b.x_context), b.covariance(b.x_target, b.x_context),
-                              b.covariance(b.x_target, b.x_target, diag=True), b.noise, b.y_context, b.y_target)
+                              b.covariance(b.x_target, b.x_target, diag=True), b.noise,
+                              *_centred(b))
         d = b.num_dims
         res[f"nll_d{d}"] = float(dec.target_nll.mean())
         res[f"gap_d{d}"] = float((dec.target_nll - orc.target_nll).mean())
@@ -213,9 +220,21 @@ class Trainer:
         save_decoder(self.decoder, self.out_dir / "decoder.safetensors", self.model_card())
 
     def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.decoder.load_state_dict(state["decoder"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # truncated zip, not a checkpoint, disallowed pickle content
+            raise RuntimeError(
+                f"Checkpoint {path} is unreadable (truncated or corrupt): {err}. Move it away to "
+                "start the run over, or restore a good copy."
+            ) from err
+        try:
+            self.decoder.load_state_dict(state["decoder"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise RuntimeError(
+                f"Checkpoint {path} does not fit this run's configuration (another decoder "
+                f"architecture or optimizer?): {err}. Use the run's own config, or another --out."
+            ) from err
         self.step = int(state["step"])
         self.gen.set_state(state["generator"])
         self.wall_time = float(state["wall_time"])
@@ -264,7 +283,10 @@ class Trainer:
             group["lr"] = cfg.lr * _lr_factor(cfg, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self.model(batch)
-        if not torch.isfinite(loss):
+        if not self._finite_everywhere(loss):
+            if self.distributed:  # keep DDP's gradient all-reduce in step: a backward that is discarded
+                (loss.nan_to_num(0.0, 0.0, 0.0) * 0).backward()
+                self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
             logger.warning("step %d: non-finite loss (d=%d, n=%d); skipped", self.step, d, n)
             self._log({"step": self.step, "skipped": True, "d": d, "n": n})
@@ -283,6 +305,15 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         return {**logs, "d": d, "n": n, "b": b}
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every process: all must skip a step together."""
+        finite = bool(torch.isfinite(loss).all())
+        if not self.distributed:
+            return finite
+        flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
 
     def fit(self, max_seconds: float | None = None, until: int | None = None) -> dict[str, float]:
         """Train until ``cfg.steps``, or step ``until``, or ``max_seconds`` of wall time, whichever

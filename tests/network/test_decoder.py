@@ -80,7 +80,7 @@ def test_scan_attention_equals_full():
 
 
 def test_linear_attention_runs_at_large_n():
-    dec = SpectralDecoder(DecoderConfig(width=32, num_layers=2, attention="linear")).eval()
+    dec = SpectralDecoder(DecoderConfig(width=32, num_layers=2, attention="linear", max_context=3000)).eval()
     X, y = _data(n=3000, d=2)
     with torch.no_grad():
         p = dec(X, y)

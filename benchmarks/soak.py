@@ -1,0 +1,218 @@
+r"""Soak test: a long Ax optimization loop with the amortized generation strategy.
+
+Usage:
+    python benchmarks/soak.py                                   # 200 trials, shipped weights
+    python benchmarks/soak.py --trials 5 --out /tmp/soak.json   # a smoke run
+    python benchmarks/soak.py --decoder runs/default/decoder.safetensors
+
+An Ax ``Client`` minimizes Hartmann6 (``botorch.test_functions.Hartmann``, 6 dimensions on
+:math:`[0, 1]^6`, minimum -3.32237) with :func:`pfn_kernels.ax.amortized_generation_strategy`:
+``--num-sobol`` Sobol trials, then one amortized GP fit and one ``qLogNoisyExpectedImprovement``
+candidate per trial, sequentially. What it checks over a long run:
+
+- **no failed trials**: any exception while generating or completing a trial is recorded (with
+  its message) and the trial marked failed; the run goes on;
+- **memory**: peak resident memory (``resource.getrusage(...).ru_maxrss``), current resident
+  memory, and Python-level allocations (``tracemalloc``: current and peak; torch tensors are
+  allocated outside its view, hence the resident numbers) at each ``--checkpoints`` trial
+  (default 50 and 200); a leak shows as resident memory growing between checkpoints beyond the
+  growth of the data;
+- **time**: wall time per trial (generation + evaluation), median and maximum per phase;
+- **warnings**: counts by category and message start (a warning repeated every trial is a bug or
+  a documented fallback worth knowing about).
+
+Results go to ``--out`` (default ``benchmarks/results/soak.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
+
+import torch
+
+from benchmarks._common import json_ready, machine_metadata
+
+HARTMANN6_MIN = -3.32237
+
+
+def resident_mib() -> float:
+    """Current resident set size of this process, MiB (Linux ``/proc/self/statm``)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def peak_resident_mib() -> float:
+    """Peak resident set size so far, MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_snapshot(trial: int, start: float) -> dict[str, Any]:
+    current, peak = tracemalloc.get_traced_memory()
+    return {
+        "trial": trial,
+        "elapsed_s": round(time.perf_counter() - start, 2),
+        "ru_maxrss_mib": round(peak_resident_mib(), 1),
+        "rss_mib": round(resident_mib(), 1),
+        "tracemalloc_current_mib": round(current / 2**20, 2),
+        "tracemalloc_peak_mib": round(peak / 2**20, 2),
+    }
+
+
+def make_client(num_sobol: int, decoder: str | None, seed: int,
+                optimizer_kwargs: dict[str, int] | None = None):
+    from ax.api.client import Client
+    from ax.api.configs import RangeParameterConfig
+
+    from pfn_kernels.ax import amortized_generation_strategy
+
+    client = Client(random_seed=seed)
+    client.configure_experiment(
+        parameters=[
+            RangeParameterConfig(name=f"x{i}", bounds=(0.0, 1.0), parameter_type="float")
+            for i in range(6)
+        ]
+    )
+    client.configure_optimization(objective="-hartmann6")
+    strategy = amortized_generation_strategy(num_sobol=num_sobol, decoder=decoder, seed=seed)
+    if optimizer_kwargs:  # a smaller acquisition optimization than Ax's default (quick runs)
+        spec = strategy.nodes_by_name["AmortizedBO"].generator_specs[0]
+        spec.generator_gen_kwargs = {
+            **spec.generator_gen_kwargs,
+            "model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)},
+        }
+    client.set_generation_strategy(strategy)
+    return client
+
+
+def run_soak(
+    trials: int = 200,
+    num_sobol: int = 10,
+    decoder: str | None = None,
+    seed: int = 0,
+    checkpoints: tuple[int, ...] = (50, 200),
+    progress: bool = True,
+    optimizer_kwargs: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Run the loop; return the results dictionary (see the module docstring).
+
+    ``optimizer_kwargs`` (e.g. ``{"num_restarts": 2, "raw_samples": 32}``) replace Ax's default
+    acquisition optimization budget; ``None`` keeps Ax's defaults.
+    """
+    from botorch.test_functions import Hartmann
+
+    hartmann = Hartmann(dim=6)
+    tracemalloc.start()
+    start = time.perf_counter()
+    client = make_client(num_sobol, decoder, seed, optimizer_kwargs)
+    failures: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    times: dict[str, list[float]] = collections.defaultdict(list)
+    warning_counts: collections.Counter[str] = collections.Counter()
+    best = math.inf
+    history: list[float] = []
+
+    def count_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        warning_counts[f"{category.__name__}: {str(message)[:100]}"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = count_warning
+        for trial in range(1, trials + 1):
+            t0 = time.perf_counter()
+            index = None
+            try:
+                ((index, params),) = client.get_next_trials(max_trials=1).items()
+                x = torch.tensor([[params[f"x{i}"] for i in range(6)]], dtype=torch.float64)
+                value = float(hartmann(x))
+                client.complete_trial(index, raw_data={"hartmann6": value})
+                best = min(best, value)
+                node = client._experiment.trials[index].generator_runs[0]._generation_node_name
+            except Exception as err:  # recorded: the soak's point is that nothing fails
+                failures.append({"trial": trial, "error": f"{type(err).__name__}: {err}"[:2000]})
+                node = "failed"
+                if index is not None:
+                    try:
+                        client.mark_trial_failed(index, failed_reason=failures[-1]["error"][:200])
+                    except Exception:  # noqa: BLE001
+                        pass
+            times[node].append(time.perf_counter() - t0)
+            history.append(best)
+            if trial in checkpoints or trial == trials:
+                snapshots.append(memory_snapshot(trial, start))
+            if progress:
+                print(f"trial {trial:4d} [{node}] {times[node][-1]:6.2f}s best {best:.4f} "
+                      f"rss {resident_mib():.0f} MiB failures {len(failures)}", flush=True)
+    tracemalloc.stop()
+    return {
+        "problem": "hartmann6 (minimize), 6 dimensions on [0, 1]^6",
+        "known_minimum": HARTMANN6_MIN,
+        "trials": trials,
+        "num_sobol": num_sobol,
+        "decoder": decoder or "default (shipped weights)",
+        "seed": seed,
+        "acquisition_optimizer_kwargs": optimizer_kwargs or "Ax defaults",
+        "failed_trials": len(failures),
+        "failures": failures,
+        "best_value": best,
+        "simple_regret": best - HARTMANN6_MIN,
+        "best_by_trial": {
+            str(t): history[t - 1] for t in (10, 25, 50, 100, 150, 200) if t <= len(history)
+        },
+        "memory": snapshots,
+        "seconds_per_trial": {
+            node: {"count": len(ts), "median": statistics.median(ts), "max": max(ts),
+                   "total": sum(ts)}
+            for node, ts in times.items()
+        },
+        "total_seconds": time.perf_counter() - start,
+        "warnings": dict(warning_counts.most_common()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--num-sobol", type=int, default=10)
+    p.add_argument("--decoder", help="shipped weights name or .safetensors path (default: shipped)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoints", type=int, nargs="*", default=[50, 200],
+                   help="trials at which memory is recorded (and the last one)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--num-restarts", type=int, help="acquisition restarts (default: Ax's)")
+    p.add_argument("--raw-samples", type=int, help="acquisition raw samples (default: Ax's)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    optimizer_kwargs = {k: v for k, v in (("num_restarts", args.num_restarts),
+                                          ("raw_samples", args.raw_samples)) if v is not None}
+    results = run_soak(args.trials, args.num_sobol, args.decoder, args.seed,
+                       tuple(args.checkpoints), progress=not args.quiet,
+                       optimizer_kwargs=optimizer_kwargs or None)
+    results = {"machine": machine_metadata(args.threads), **results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(json_ready(results), indent=2) + "\n")
+    print(f"{results['failed_trials']} failed trials, best {results['best_value']:.4f}; "
+          f"wrote {args.out}")
+    return 0 if results["failed_trials"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Robustness of :class:`SpectralDecoder` as an entry point: errors, warnings, output bounds.
+
+The guards sit around the network; for finite in-range data the public pass must equal the bare
+network pipeline (``decode`` + ``outputscale``) bit for bit, which the first test pins down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import pytest
+import torch
+
+from pfn_kernels import SpectralParams
+from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.network.decoder import MAX_INPUT_DIMS, OUTPUTSCALE_RANGE
+from pfn_kernels.network.weights import weights_path
+from pfn_kernels.validation import DecoderWarning, OutsideUnitCubeWarning
+
+TINY = DecoderConfig(width=16, num_heads=2, num_layers=1)
+FIELDS = ("weights", "means", "scales", "outputscale", "noise")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> SpectralDecoder:
+    torch.manual_seed(0)
+    return SpectralDecoder(TINY).eval()
+
+
+@pytest.fixture(scope="module")
+def full() -> SpectralDecoder:
+    """The shipped weights if present, else the default architecture, randomly initialized."""
+    if weights_path("default").is_file():
+        return SpectralDecoder.pretrained()
+    torch.manual_seed(0)
+    return SpectralDecoder(DecoderConfig(num_layers=3)).eval()
+
+
+def data(*batch, n=20, d=3, m=None, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(*batch, n, d, generator=g, dtype=dtype)
+    shape = (*batch, n) if m is None else (*batch, n, m)
+    y = torch.randn(shape, generator=g, dtype=dtype)
+    if n > 1:
+        y = (y - y.mean(len(batch), keepdim=True)) / y.std(len(batch), keepdim=True)
+    return X, y
+
+
+def bare_network(decoder, X, y):
+    """The pass without any guard: what ``forward`` computed before the guards existed."""
+    x = X.reshape(-1, *X.shape[-2:]).float()
+    yy = y.reshape(-1, *y.shape[X.dim() - 2 :]).float()
+    out = decoder.decode(x, yy)
+    os = decoder.outputscale(x, yy, out)
+    noise = os * out.log_noise_ratio.exp()
+    b = X.shape[:-2]
+    return [t.reshape(b + t.shape[1:]).to(X.dtype) for t in (out.weights, out.means, out.scales, os, noise)]
+
+
+def assert_in_bounds(p: SpectralParams, cfg: DecoderConfig) -> None:
+    SpectralParams(p.weights, p.means, p.scales, p.outputscale, p.noise)  # validates
+    for f in FIELDS:
+        assert torch.isfinite(getattr(p, f)).all(), f
+    assert (p.means >= 0).all() and (p.means <= cfg.max_frequency * (1 + 1e-4)).all()
+    assert (p.scales >= 1e-3 * (1 - 1e-4)).all() and (p.scales <= 30 * (1 + 1e-4)).all()
+    assert (p.outputscale >= OUTPUTSCALE_RANGE[0]).all() and (p.outputscale <= OUTPUTSCALE_RANGE[1]).all()
+    ratio = p.noise / p.outputscale
+    assert (ratio >= cfg.min_noise_ratio * (1 - 1e-3)).all() and (ratio <= cfg.max_noise_ratio * (1 + 1e-3)).all()
+
+
+# ---------------------------------------------------------------------- unchanged where valid
+@pytest.mark.parametrize(
+    "batch, n, d, m, dtype",
+    [((), 1, 1, None, torch.float32), ((), 37, 3, None, torch.float64), ((2, 3), 12, 2, None, torch.float32),
+     ((), 256, 8, None, torch.float32), ((), 30, 4, 3, torch.float64)],
+)
+def test_guards_leave_in_range_results_bit_identical(full, batch, n, d, m, dtype):
+    X, y = data(*batch, n=n, d=d, m=m, dtype=dtype)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for in-range data either
+        p = full(X, y)
+        ref = bare_network(full, X, y)
+    for f, r in zip(FIELDS, ref):
+        assert torch.equal(getattr(p, f), r), f
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("what", ["X", "y"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_data_names_rows(tiny, what, bad):
+    X, y = data(n=30, d=2)
+    rows = [3, 7, 8, 11, 20, 25, 29]
+    if what == "X":
+        X[rows, 1] = bad
+    else:
+        y[rows] = bad
+    with pytest.raises(ValueError, match=rf"{what} has non-finite values \(NaN or inf\) in 7 of 30 rows; rows: 3, 7, 8, 11, 20, \.\.\."):
+        tiny(X, y)
+
+
+def test_non_finite_in_a_batch_names_batch_and_row(tiny):
+    X, y = data(3, n=10, d=2)
+    X[1, 4, 0] = math.nan
+    with pytest.raises(ValueError, match=r"1 of 30 rows; rows \(batch index, \.\.\., row\): \(1, 4\)"):
+        tiny(X, y)
+    X, _ = data(n=10, d=2)
+    Y = torch.randn(10, 3)
+    Y[6, 2] = math.inf  # several realizations: a row is bad if any of them is
+    with pytest.raises(ValueError, match="y has .* in 1 of 10 rows; rows: 6"):
+        tiny(X, Y)
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (torch.rand(0, 2), torch.randn(0), "n >= 1"),
+        (torch.rand(5, 0), torch.randn(5), "d >= 1"),
+        (torch.randint(0, 2, (5, 2)), torch.randn(5), "floating-point"),
+        (torch.rand(5, 2), torch.randint(0, 2, (5,)), "floating-point"),
+        (torch.rand(5, MAX_INPUT_DIMS + 1), torch.randn(5), f"at most {MAX_INPUT_DIMS}"),
+    ],
+)
+def test_documented_errors(tiny, X, y, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(X, y)
+
+
+# ---------------------------------------------------------------------- warnings with a defined result
+def test_dimensions_beyond_training_warn_up_to_the_hard_limit(tiny):
+    for d in (TINY.trained_max_dims + 1, MAX_INPUT_DIMS):
+        X, y = data(n=12, d=d)
+        with pytest.warns(DecoderWarning, match=f"d={d} input dimensions, more than"):
+            p = tiny(X, y)
+        assert p.num_dims == d
+        assert_in_bounds(p, TINY)
+
+
+def test_inputs_outside_unit_cube_warn_but_not_rounding(tiny):
+    X, y = data(n=15, d=2)
+    with pytest.warns(OutsideUnitCubeWarning, match="Normalize"):
+        tiny(5 * X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny(X * (1 + 1e-6) - 1e-7, y)  # floating error at the edges: silent
+
+
+def test_large_n_reads_a_deterministic_subsample_quickly(full):
+    """n = 20000, d = 6: one pass reads max_context points; seconds, not minutes or OOM."""
+    X, y = data(n=20_000, d=6, seed=1)
+    seen = []
+    decode = full.decode
+
+    def recording(x, yy, *args, **kwargs):
+        seen.append(x.shape)
+        return decode(x, yy, *args, **kwargs)
+
+    full.decode = recording
+    try:
+        start = time.perf_counter()
+        with torch.no_grad(), pytest.warns(DecoderWarning, match="deterministic random subsample"):
+            a = full(X, y)
+        elapsed = time.perf_counter() - start
+        with torch.no_grad(), pytest.warns(DecoderWarning):
+            b = full(X, y)
+    finally:
+        del full.decode
+    limit = full.config.max_context or full.config.trained_max_context
+    assert seen == [torch.Size([1, limit, 6])] * 2
+    assert elapsed < 20, elapsed  # about 0.3 s on one idle core
+    assert_in_bounds(a, full.config)
+    for f in FIELDS:
+        assert torch.equal(getattr(a, f), getattr(b, f))
+
+
+def test_max_context_is_configurable(tiny):
+    dec = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, max_context=40)).eval()
+    dec.load_state_dict(tiny.state_dict())
+    X, y = data(n=41, d=2)
+    with pytest.warns(DecoderWarning, match="context of 40"):
+        dec(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dec(X[:40], y[:40])
+    with pytest.raises(ValueError, match="max_context"):
+        DecoderConfig(max_context=0)
+
+
+# ---------------------------------------------------------------------- outputs always in bounds
+def test_far_outside_inputs_give_finite_bounded_outputs(tiny):
+    X, y = data(n=20, d=2)
+    for Xb, yb in ((X * 1e30, y), (X, y * 1e30), (X * 1e30, y * 1e30)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DecoderWarning)
+            p = tiny(Xb, yb)
+        assert_in_bounds(p, TINY)
+
+
+def test_repaired_outputs_are_reported(tiny, monkeypatch):
+    X, y = data(n=20, d=2)
+    decode = tiny.decode
+
+    def broken(x, yy, *args, **kwargs):
+        out = decode(x, yy, *args, **kwargs)
+        out.means[..., 0, 1] = math.nan
+        out.scales[..., 1, 0] = math.inf
+        out.weights[..., 0, :] = math.nan
+        out.log_noise_ratio[...] = math.nan
+        return out
+
+    monkeypatch.setattr(tiny, "decode", broken)
+    with torch.no_grad(), pytest.warns(DecoderWarning, match="replaced by the documented fallbacks"):
+        p = tiny(X, y)
+    assert_in_bounds(p, TINY)
+    assert torch.allclose(p.weights[0], torch.full((4,), 0.25))
+    assert p.means[0, 1] == 0
+    assert torch.allclose(p.noise / p.outputscale, torch.tensor(1e-2))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_tiny_data_sets(tiny, n):
+    X, y = data(n=n, d=3)
+    p = tiny(X, y)
+    assert_in_bounds(p, TINY)
+
+
+def test_constant_y_and_duplicate_rows(tiny):
+    X, y = data(n=20, d=3)
+    assert_in_bounds(tiny(X, torch.zeros(20)), TINY)
+    assert_in_bounds(tiny(torch.cat([X, X, X]), torch.cat([y, y, y])), TINY)
+    assert_in_bounds(tiny(X[:1].expand(20, 3), y), TINY)  # one location, 20 values
+
+
+# ---------------------------------------------------------------------- dtypes, devices, determinism
+@pytest.mark.parametrize("dtype, out", [(torch.float32, torch.float32), (torch.float64, torch.float64),
+                                        (torch.bfloat16, torch.float32), (torch.float16, torch.float32)])
+def test_dtypes(tiny, dtype, out):
+    X, y = data(n=16, d=2)
+    p = tiny(X.to(dtype), y.to(dtype))
+    assert all(getattr(p, f).dtype == out for f in FIELDS)
+    assert_in_bounds(p, TINY)
+
+
+def test_same_data_same_bits(tiny):
+    X, y = data(2, n=50, d=3)
+    with torch.no_grad():
+        a, b = tiny(X, y), tiny(X.clone(), y.clone())
+    for f in FIELDS:
+        assert torch.equal(getattr(a, f), getattr(b, f))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_cuda_decoder_and_data(tiny):
+    X, y = data(2, n=30, d=3)
+    dec = SpectralDecoder(TINY).eval()
+    dec.load_state_dict(tiny.state_dict())
+    dec = dec.cuda()
+    with torch.no_grad():
+        p = dec(X.cuda(), y.cuda())
+        ref = tiny(X, y)
+    assert p.device.type == "cuda"
+    assert_in_bounds(p.to("cpu"), TINY)
+    assert p.to("cpu").allclose(ref, rtol=1e-3, atol=1e-5)
+
+
+@cuda
+def test_cpu_decoder_cuda_data_comes_back_on_cuda(tiny):
+    X, y = data(n=30, d=3)
+    with torch.no_grad():
+        p = tiny(X.cuda(), y.cuda())
+    assert p.device.type == "cuda"
+    assert p.to("cpu").allclose(tiny(X, y), rtol=0, atol=0)

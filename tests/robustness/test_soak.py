@@ -1,0 +1,40 @@
+"""A short version of ``benchmarks/soak.py``: an Ax loop on Hartmann6 without a failed trial."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from pfn_kernels.network import DecoderConfig, SpectralDecoder, save_decoder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ax_strategy_available() -> bool:
+    try:
+        from pfn_kernels.ax import amortized_generation_strategy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _ax_strategy_available(),
+                    reason="pfn_kernels.ax.amortized_generation_strategy is not available")
+def test_twenty_trial_soak_has_no_failures(tmp_path):
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    torch.manual_seed(0)
+    path = save_decoder(SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1)),
+                        tmp_path / "tiny.safetensors")
+    results = soak.run_soak(trials=20, num_sobol=5, decoder=str(path), checkpoints=(10, 20),
+                            progress=False, optimizer_kwargs={"num_restarts": 2, "raw_samples": 32})
+    assert results["failed_trials"] == 0, results["failures"]
+    assert results["seconds_per_trial"]["AmortizedBO"]["count"] == 15
+    assert [m["trial"] for m in results["memory"]] == [10, 20]
+    assert all(m["ru_maxrss_mib"] > 0 for m in results["memory"])
+    assert results["best_value"] < 0  # Hartmann6 is negative near its optima
