@@ -403,8 +403,8 @@ class SpectralDecoder(nn.Module):
         x, yy, batch_shape = self._flatten(X, y)
         self._warn_out_of_range(x)
         x, yy = self._subsample(x, yy)
-        device = next(self.parameters()).device
-        x, yy = x.to(device=device, dtype=torch.float32), yy.to(device=device, dtype=torch.float32)
+        weight = next(self.parameters())  # the network runs in its weights' device and dtype
+        x, yy = x.to(weight), yy.to(weight)
         out = self.decode(x, yy)
         weights, means, scales, os, log_r = self._bounded(out, self.outputscale(x, yy, out))
         noise = os * log_r.exp()
