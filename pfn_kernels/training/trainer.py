@@ -47,6 +47,9 @@ class TrainConfig:
         ``max_peaks`` over this fraction of ``steps``.
     :param val_every: validate every so many steps (0: never); ``ckpt_every`` likewise.
     :param val_tasks: validation tasks per d in ``val_dims`` (n = ``val_context``).
+    :param init_weights: path of decoder weights (``.safetensors``, same architecture) that a new
+        run starts from instead of a random initialization, e.g. the shipped weights to continue
+        their training with a fresh optimizer. Ignored when ``out_dir`` holds a checkpoint.
     """
 
     seed: int = 0
@@ -74,6 +77,7 @@ class TrainConfig:
     decoder: dict[str, Any] = field(default_factory=dict)
     prior: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)
+    init_weights: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -196,6 +200,8 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         if (self.out_dir / "checkpoint.pt").is_file():
             self.load_checkpoint(self.out_dir / "checkpoint.pt")
+        elif cfg.init_weights:
+            self.load_initial_weights(Path(cfg.init_weights))
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -218,6 +224,20 @@ class Trainer:
         torch.save(self.state(), tmp)
         os.replace(tmp, self.out_dir / "checkpoint.pt")
         save_decoder(self.decoder, self.out_dir / "decoder.safetensors", self.model_card())
+
+    def load_initial_weights(self, path: Path) -> None:
+        """Start from the weights at ``path`` (written by :func:`save_decoder`)."""
+        from pfn_kernels.network.weights import WeightsError, load_decoder
+
+        source = load_decoder(path)  # a clear WeightsError for a missing or corrupt file
+        try:
+            self.decoder.load_state_dict(source.state_dict(), strict=True)
+        except RuntimeError as err:
+            raise WeightsError(
+                f"init_weights {path} do not match this run's decoder config: {err}. Use the "
+                "architecture recorded in their model card (the 'decoder' field of the config)."
+            ) from err
+        logger.info("initialized from %s", path)
 
     def load_checkpoint(self, path: Path) -> None:
         try:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from pfn_kernels.network import load_decoder
@@ -86,3 +87,19 @@ def test_cli_and_ddp_two_cpu_processes(tmp_path):
     assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
     card = json.loads((tmp_path / "ddp" / "decoder.json").read_text())
     assert card["processes"] == 2 and card["steps"] == 3
+
+
+def test_init_weights_start_a_new_run_from_saved_weights(tmp_path):
+    from pfn_kernels.network.weights import WeightsError, save_decoder
+
+    cfg = dict(steps=2, val_every=0, ckpt_every=10, min_context=4, max_context=16, num_targets=8,
+               decoder={"width": 16, "num_heads": 2, "num_layers": 1}, prior={"max_dims": 2})
+    source = Trainer(TrainConfig.from_dict({**cfg, "seed": 3}), tmp_path / "a", progress=False)
+    path = save_decoder(source.decoder, tmp_path / "w.safetensors")
+    run = Trainer(TrainConfig.from_dict({**cfg, "seed": 4, "init_weights": str(path)}), tmp_path / "b",
+                  progress=False)
+    for key, value in source.decoder.state_dict().items():
+        assert torch.equal(run.decoder.state_dict()[key], value)
+    other = {**cfg, "decoder": {"width": 32, "num_heads": 2, "num_layers": 1}, "init_weights": str(path)}
+    with pytest.raises(WeightsError, match="do not match"):
+        Trainer(TrainConfig.from_dict(other), tmp_path / "c", progress=False)
