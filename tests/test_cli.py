@@ -45,5 +45,43 @@ def test_demo_command_dispatches(monkeypatch):
 
     calls = []
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
-    assert cli.main(["demo", "--seed", "5", "--num-tasks", "2"]) == 0
-    assert calls == [{"seed": 5, "num_tasks": 2}]
+    argv = ["demo", "--problem", "branin", "--seeds", "2", "--n-init", "5", "--n-iter", "3",
+            "--out", "somewhere", "--seed", "7", "--weights", "w.safetensors", "--no-progress"]
+    assert cli.main(argv) == 0
+    assert calls == [{
+        "problem": "branin", "seeds": 2, "n_init": 5, "n_iter": 3, "out": "somewhere",
+        "seed": 7, "weights": "w.safetensors", "progress": False,
+    }]
+
+
+def test_demo_command_defaults(monkeypatch):
+    from pfn_kernels import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
+    assert cli.main(["demo"]) == 0
+    assert calls == [{
+        "problem": "hartmann6", "seeds": 3, "n_init": 8, "n_iter": 20, "out": "demo_output",
+        "seed": 0, "weights": None, "progress": True,
+    }]
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--problem", "nope"],
+    ["demo", "--seeds", "0"],
+    ["demo", "--n-init", "1"],
+])
+def test_demo_command_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(argv)
+    assert excinfo.value.code == 2
+
+
+def test_demo_command_reports_missing_weights(tmp_path, capsys):
+    missing = tmp_path / "missing.safetensors"
+    code = cli.main(["demo", "--problem", "branin", "--seeds", "1", "--n-init", "4",
+                     "--n-iter", "1", "--out", str(tmp_path), "--weights", str(missing),
+                     "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "No decoder weights" in err and "--weights PATH" in err

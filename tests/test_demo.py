@@ -1,31 +1,91 @@
-"""The end-to-end demo runs, and the ground-truth kernel predicts well inside BoTorch."""
+"""The BO demo: both surrogates run, the table and plots come out, regrets behave."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import pytest
 import torch
 
 from pfn_kernels import demo
+from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError
 
 
-def test_demo_main_runs_and_reports(capsys):
-    result = demo.main(seed=0, num_tasks=2, n_train=15, n_test=50)
-    out = capsys.readouterr().out
-    assert "placeholder" in out and "not wired in" in out
-    assert "fit_gpytorch_mll" in out
-    assert math.isfinite(result["rmse_fixed"]) and math.isfinite(result["rmse_default"])
-    # Functions have unit variance; any sensible posterior mean is far below RMSE 1.
-    assert 0 < result["rmse_fixed"] < 0.5
+@pytest.fixture(scope="module")
+def tiny_decoder():
+    torch.manual_seed(0)
+    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8)).eval()
 
 
-def test_fixed_hyperparameter_gp_matches_textbook_posterior_mean():
-    p = demo.TRUE_PARAMS
-    train_X, train_Y, test_X, _ = demo.sample_task(p, n_train=12, n_test=30, seed=3)
-    model = demo.fixed_hyperparameter_gp(train_X, train_Y, p)
-    with torch.no_grad():
-        mean = model.posterior(test_X).mean
-        k = model.covar_module
-        K = k(train_X).to_dense() + p.noise * torch.eye(12, dtype=torch.float64)
-        expected = k(test_X, train_X).to_dense() @ torch.linalg.solve(K, train_Y)
-    torch.testing.assert_close(mean, expected, rtol=1e-8, atol=1e-10)
+@pytest.fixture(scope="module")
+def demo_run(tiny_decoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = demo.main(problem="branin", seeds=1, n_init=4, n_iter=2, out=out,
+                       decoder=tiny_decoder, progress=False, num_restarts=2, raw_samples=32)
+    return result, out
+
+
+def test_demo_prints_a_table_with_both_methods(demo_run, capsys):
+    result, _ = demo_run
+    assert [row["method"] for row in result["table"]] == ["amortized", "default_stgp"]
+    table = demo.format_table(result["table"])
+    assert "AmortizedSingleTaskGP" in table and "SingleTaskGP (fit_gpytorch_mll)" in table
+    for row in result["table"]:
+        assert math.isfinite(row["final_regret_mean"]) and row["final_regret_mean"] >= 0
+        assert row["fit_time_total_s"] > 0 and row["acq_time_total_s"] > 0
+
+
+def test_demo_writes_plots_and_json(demo_run):
+    result, out = demo_run
+    for name in ("regret.png", "spectral_density.png", "results.json"):
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 1000, name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["problem"] == "branin"
+    assert set(saved["runs"]) == {"amortized", "default_stgp"}
+
+
+def test_demo_regrets_are_finite_and_non_increasing(demo_run):
+    result, _ = demo_run
+    for method, runs in result["runs"].items():
+        assert len(runs) == 1
+        regret = runs[0]["regret"]
+        assert len(regret) == 4 + 2
+        assert all(math.isfinite(r) for r in regret), method
+        assert all(b <= a for a, b in zip(regret, regret[1:])), method
+        assert runs[0]["failures"] == [], method
+
+
+def test_demo_final_model_has_a_decoded_kernel(demo_run):
+    result, _ = demo_run
+    kernel = result["final_model"].covar_module
+    assert kernel.spectral_params.weights.shape == (2, 4)
+    lines = demo.describe_kernel(result["final_model"])
+    assert len(lines) == 2 and lines[0].strip().startswith("x1:")
+
+
+def test_density_grid_resolves_narrow_lines():
+    from pfn_kernels import SpectralParams
+
+    params = SpectralParams(
+        weights=torch.tensor([[0.5, 0.5]], dtype=torch.float64),
+        means=torch.tensor([[0.0, 3.0]], dtype=torch.float64),
+        scales=torch.tensor([[0.4, 1e-3]], dtype=torch.float64),
+        outputscale=torch.tensor(1.0, dtype=torch.float64),
+        noise=torch.tensor(0.01, dtype=torch.float64),
+    )
+    omega = demo.density_grid(params)
+    assert omega[0] >= 0 and bool((omega[1:] >= omega[:-1]).all())
+    assert ((omega - 3.0).abs() < 1e-3).sum() >= 20  # the line at 3 cycles/unit is sampled
+
+
+def test_demo_missing_weights_is_a_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="No decoder weights"):
+        demo.main(problem="branin", seeds=1, n_init=4, n_iter=1, out=tmp_path,
+                  weights=tmp_path / "missing.safetensors", progress=False)
+
+
+def test_demo_rejects_unknown_problem(tiny_decoder, tmp_path):
+    with pytest.raises(ValueError, match="Unknown problem"):
+        demo.main(problem="nope", decoder=tiny_decoder, out=tmp_path, progress=False)

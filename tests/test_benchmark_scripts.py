@@ -1,0 +1,105 @@
+"""Smoke tests of benchmarks/bo.py and benchmarks/fit_speed.py at tiny sizes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from pfn_kernels.network import DecoderConfig, SpectralDecoder, save_decoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str) -> types.ModuleType:
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    decoder = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8))
+    return save_decoder(decoder, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+
+
+def bo_args(weights: Path, out: Path, *extra: str) -> list[str]:
+    return ["--weights", str(weights), "--problems", "branin", "--methods", "amortized",
+            "default_stgp", "--seeds", "1", "--n-init", "3", "--n-iter", "1",
+            "--num-restarts", "2", "--raw-samples", "16", "--out", str(out / "bo.json"),
+            "--plot", str(out / "bo.png"), "--no-progress", *extra]
+
+
+def test_bo_script_writes_json_plot_and_summary(weights, tmp_path, capsys):
+    bo = load_script("bo")
+    result = bo.main(bo_args(weights, tmp_path))
+    saved = json.loads((tmp_path / "bo.json").read_text())
+    assert (tmp_path / "bo.png").stat().st_size > 1000
+    assert {(r["method"], r["seed"]) for r in saved["runs"]} == {
+        ("amortized", 0), ("default_stgp", 0)}
+    for run in saved["runs"]:
+        assert len(run["regret"]) == 4 and all(math.isfinite(x) for x in run["regret"])
+    final = saved["summary"]["final_regret"]["branin"]
+    assert set(final) == {"amortized", "default_stgp"}
+    assert saved["meta"]["weights"]["sha256"] and saved["meta"]["settings"]["n_iter"] == 1
+    assert "| branin |" in capsys.readouterr().out
+    assert result["summary"]["timing"]["amortized"]["runs"] == 1
+
+    # --resume keeps finished runs and runs nothing new.
+    again = bo.main(bo_args(weights, tmp_path, "--resume", "--no-plot"))
+    assert [r["wall_time"] for r in again["runs"]] == [r["wall_time"] for r in result["runs"]]
+
+
+def test_bo_script_ray_path(weights, tmp_path, monkeypatch):
+    """--ray submits every run as a remote task (a stand-in module replaces Ray here)."""
+    bo = load_script("bo")
+    submitted = []
+    fake = types.ModuleType("ray")
+    fake.init = lambda **kwargs: None
+
+    def remote(**options):
+        def wrap(fn):
+            return types.SimpleNamespace(remote=lambda job: submitted.append(job) or fn(job))
+        return wrap
+
+    fake.remote = remote
+    fake.wait = lambda refs, num_returns=1: (refs[:1], refs[1:])
+    fake.get = lambda ref: ref
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    result = bo.main(bo_args(weights, tmp_path, "--ray", "--no-plot"))
+    assert len(submitted) == 2 and len(result["runs"]) == 2
+
+
+def test_bo_script_ray_missing_is_a_clear_error(weights, tmp_path, monkeypatch):
+    bo = load_script("bo")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(SystemExit, match="--ray needs Ray"):
+        bo.main(bo_args(weights, tmp_path, "--ray"))
+
+
+def test_fit_speed_script(weights, tmp_path, capsys):
+    fit_speed = load_script("fit_speed")
+    result = fit_speed.main([
+        "--weights", str(weights), "--sizes", "10", "20", "--dims", "1", "--methods", "amortized",
+        "default_stgp", "--repeats", "1", "--no-ax", "--out", str(tmp_path / "fs.json"),
+        "--plot", str(tmp_path / "fs.png"), "--no-progress",
+    ])
+    saved = json.loads((tmp_path / "fs.json").read_text())
+    assert (tmp_path / "fs.png").stat().st_size > 1000
+    assert [(r["n"], r["d"]) for r in saved["fit"]] == [(10, 1), (20, 1)]
+    row = saved["fit"][0]
+    assert row["methods"]["amortized"]["median_s"] > 0
+    assert row["ratio_to_amortized"]["default_stgp"] > 0
+    assert saved["ax"] == {"skipped": "--no-ax"}
+    assert "skipped" in capsys.readouterr().out
+    assert result["fit"][1]["n"] == 20
