@@ -229,13 +229,14 @@ def run_decoder(decoder: Decoder, X: Tensor, y: Tensor) -> SpectralParams:
     if module is not None:
         device = next(iter(module.parameters()), X).device
         was_training = module.training
-        module.eval()
+        if was_training:  # switching modes walks every submodule: skip it when already in eval
+            module.eval()
     try:
         with torch.no_grad():
             params = decoder(X.to(device), y.to(device))
     finally:
-        if module is not None:
-            module.train(was_training)
+        if module is not None and was_training:
+            module.train()
     if not isinstance(params, SpectralParams):
         raise TypeError(f"The decoder must return SpectralParams, got {type(params).__name__}.")
     return params.to(device=X.device, dtype=X.dtype)
