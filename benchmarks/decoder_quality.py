@@ -74,6 +74,7 @@ from tqdm.auto import tqdm
 
 from benchmarks._common import json_ready, machine_metadata, mean_se, median_seconds
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
+from pfn_kernels.benchmarking import marginal_log_likelihood
 from pfn_kernels.exact_gp import LOG_2PI, exact_gp_scores
 from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder
 from pfn_kernels.network.weights import weights_path
@@ -221,19 +222,6 @@ def predictive_scores(model: Any, xc: torch.Tensor, yc: torch.Tensor, xt: torch.
     return float(s.target_nll[0]), float(s.target_mse[0]), True
 
 
-def _final_mll(mll: Any) -> float:
-    """The (per-point) marginal log likelihood of the model's current parameters."""
-    model = mll.model
-    model.train()
-    try:
-        with torch.no_grad():
-            value = float(mll(model(*model.train_inputs), model.train_targets))
-    except Exception:  # noqa: BLE001
-        value = -math.inf
-    model.eval()
-    return value if math.isfinite(value) else -math.inf
-
-
 def fit_default_stgp(x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict[str, Any]]:
     """BoTorch's default ``SingleTaskGP`` fitted with every default of ``fit_gpytorch_mll``."""
     from botorch import fit_gpytorch_mll
@@ -295,7 +283,7 @@ def fit_sm4(x: torch.Tensor, y: torch.Tensor, restarts: int, maxiter: int, seed:
                 failures += 1
         for w in caught:
             seen[w.category.__name__] += 1
-        value = _final_mll(mll)
+        value = marginal_log_likelihood(mll)
         if best_model is None or value > best_value:
             best_value, best_model = value, model
         restart_times.append(time.perf_counter() - t0)
