@@ -176,20 +176,6 @@ def amortized_scores(decoder: SpectralDecoder, batch: TaskBatch) -> tuple[Any, S
     return scores, params, elapsed
 
 
-def oracle_scores(batch: TaskBatch) -> Any:
-    """GP scores with the true kernel, noise and constant mean (``TaskBatch.mean_offset``)."""
-    xc, xt = batch.x_context, batch.x_target
-    mean = batch.mean_offset[:, None]
-    return exact_gp_scores(
-        batch.covariance(xc, xc),
-        batch.covariance(xt, xc),
-        batch.covariance(xt, xt, diag=True),
-        batch.noise,
-        batch.y_context - mean,
-        batch.y_target - mean,
-    )
-
-
 def predictive_scores(model: Any, xc: torch.Tensor, yc: torch.Tensor, xt: torch.Tensor,
                       yt: torch.Tensor) -> tuple[float, float, bool]:
     """Per-point Gaussian NLL and MSE of a BoTorch model's noisy predictive at the targets.
@@ -307,7 +293,7 @@ def evaluate_dim(decoder: SpectralDecoder, d: int, args: argparse.Namespace) -> 
         num_targets=args.targets, dtype=torch.float64,
     )
     amort, params, decode_s = amortized_scores(decoder, batch)
-    oracle = oracle_scores(batch)
+    oracle = batch.oracle_scores()
     nll = {"amortized": amort.target_nll.tolist(), "oracle": oracle.target_nll.tolist()}
     mse = {"amortized": amort.target_mse.tolist(), "oracle": oracle.target_mse.tolist()}
     fit_times: dict[str, list[float]] = {"default_stgp": [], "sm4_mll": []}

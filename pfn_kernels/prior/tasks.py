@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Generator, Tensor
 
+from pfn_kernels.exact_gp import GPScores, exact_gp_scores
 from pfn_kernels.prior._random import DTYPE, log_uniform, log_uniform_int, uniform_int
 from pfn_kernels.prior.config import PriorConfig
 from pfn_kernels.prior.designs import sample_inputs
@@ -178,6 +179,25 @@ class TaskBatch:
         scale = self.params.outputscale.to(x1)
         shape = self.kernel.covariance(x1, x2, diag=diag)  # a fresh tensor: scale in place
         return shape.mul_(scale[:, None] if diag else scale[:, None, None])
+
+    def oracle_scores(self) -> GPScores:
+        """Scores of the oracle GP at the targets: the true kernel, noise and constant mean.
+
+        The oracle is the exact GP with :meth:`covariance`, :attr:`noise` and the true constant
+        mean :attr:`mean_offset` (without it, a zero-mean GP on standardized y is misspecified
+        whenever the kernel has no power near frequency zero). This is the reference of every
+        "gap to the oracle" figure.
+        """
+        xc, xt = self.x_context, self.x_target
+        mean = self.mean_offset[:, None] if self.y_context.dim() == 2 else self.mean_offset[:, None, None]
+        return exact_gp_scores(
+            self.covariance(xc, xc),
+            self.covariance(xt, xc),
+            self.covariance(xt, xt, diag=True),
+            self.noise,
+            self.y_context - mean,
+            self.y_target - mean,
+        )
 
     # ----------------------------------------------------------------- containers
     def to(self, *args: Any, **kwargs: Any) -> TaskBatch:

@@ -123,12 +123,6 @@ def validation_set(cfg: TrainConfig, prior: PriorConfig) -> list:
     ]
 
 
-def _centred(b) -> tuple[torch.Tensor, torch.Tensor]:
-    """Context and target values minus the task's true constant mean (the oracle's mean)."""
-    m = b.mean_offset[:, None] if b.y_context.dim() == 2 else b.mean_offset[:, None, None]
-    return b.y_context - m, b.y_target - m
-
-
 @torch.no_grad()
 def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
     """Mean target NLL of the decoded GP and its gap to the oracle (true kernel, noise and mean), per d."""
@@ -144,9 +138,7 @@ def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
         )
         dec = exact_gp_scores(kern(b.x_context, b.x_context), kern(b.x_target, b.x_context),
                               kern(b.x_target, b.x_target, diag=True), p.noise, b.y_context, b.y_target)
-        orc = exact_gp_scores(b.covariance(b.x_context, b.x_context), b.covariance(b.x_target, b.x_context),
-                              b.covariance(b.x_target, b.x_target, diag=True), b.noise,
-                              *_centred(b))
+        orc = b.oracle_scores()
         d = b.num_dims
         res[f"nll_d{d}"] = float(dec.target_nll.mean())
         res[f"gap_d{d}"] = float((dec.target_nll - orc.target_nll).mean())
@@ -256,7 +248,7 @@ class Trainer:
                 f"architecture or optimizer?): {err}. Use the run's own config, or another --out."
             ) from err
         self.step = int(state["step"])
-        self.gen.set_state(state["generator"])
+        self.gen.set_state(state["generator"].cpu())  # map_location moved it to the run's device
         self.wall_time = float(state["wall_time"])
         self.skipped = int(state.get("skipped", 0))
         self.last_val = dict(state.get("last_val", {}))

@@ -370,3 +370,17 @@ def test_dtype_only_changes_the_cast():
     assert torch.equal(a.y_context, b.y_context.float())
     assert torch.equal(a.x_target, b.x_target.float())
     assert a.params.allclose(b.params.to(torch.float32), rtol=0, atol=0)
+
+
+def test_oracle_scores_use_true_kernel_noise_and_mean():
+    from pfn_kernels.exact_gp import exact_gp_scores
+    from pfn_kernels.prior import PriorConfig, sample_tasks
+
+    b = sample_tasks(PriorConfig(max_dims=2), 4, torch.Generator().manual_seed(0), num_context=20,
+                     num_targets=10, dtype=torch.float64)
+    m = b.mean_offset[:, None]
+    ref = exact_gp_scores(b.covariance(b.x_context, b.x_context), b.covariance(b.x_target, b.x_context),
+                          b.covariance(b.x_target, b.x_target, diag=True), b.noise,
+                          b.y_context - m, b.y_target - m)
+    got = b.oracle_scores()
+    assert torch.allclose(got.target_nll, ref.target_nll) and torch.allclose(got.target_mse, ref.target_mse)
