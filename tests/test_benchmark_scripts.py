@@ -103,3 +103,25 @@ def test_fit_speed_script(weights, tmp_path, capsys):
     assert saved["ax"] == {"skipped": "--no-ax"}
     assert "skipped" in capsys.readouterr().out
     assert result["fit"][1]["n"] == 20
+
+
+def test_pooling_ablation_script(weights, tmp_path, capsys):
+    torch.manual_seed(1)
+    mean = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8, pooling="mean"))
+    mean_path = save_decoder(mean, tmp_path / "mean.safetensors")
+    ablation = load_script("pooling_ablation")
+    out = ablation.main(["--mqa", str(weights), "--mean", str(mean_path), "--dims", "1", "--tasks", "16",
+                         "--chunk", "16", "--context", "10", "--targets", "10", "--threads", "1",
+                         "--out", str(tmp_path / "a.json"), "--plot", str(tmp_path / "a.png"), "--no-progress"])
+    saved = json.loads((tmp_path / "a.json").read_text())
+    rows = saved["results"]["1"]
+    assert sum(r["tasks"] for r in rows.values()) == 16 and set(rows) <= {"1", "2", "3", "4"}
+    for row in rows.values():
+        assert math.isfinite(row["mqa"]["gap"]) and math.isfinite(row["mean"]["gap"])
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    assert out["meta"]["decoders"]["mean"]["parameters"] < out["meta"]["decoders"]["mqa"]["parameters"]
+    # the two arguments must be the two poolings
+    with pytest.raises(SystemExit):
+        ablation.main(["--mqa", str(mean_path), "--mean", str(mean_path), "--dims", "1", "--tasks", "4",
+                       "--out", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress"])
+    assert "| 1 |" in capsys.readouterr().out

@@ -13,14 +13,16 @@ Data path (shapes for a batch of B tasks, n points, d input dimensions, width E)
    `(B, E)` from attention across dimensions;
 4. a filter bank per dimension (:mod:`pfn_kernels.network.filter_bank`) gives Q spectral-mixture
    components; a global head gives the noise-to-signal ratio :math:`r` and a log-outputscale guess;
-5. the outputscale by profile likelihood (see :meth:`SpectralDecoder.outputscale`).
+5. at inference, a per-dimension dilation of the decoded spectrum chosen by profile marginal
+   likelihood (see :meth:`SpectralDecoder.calibrate`);
+6. the outputscale by profile likelihood (see :meth:`SpectralDecoder.outputscale`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,10 @@ OUTPUTSCALE_RANGE = (1e-8, 1e8)
 BOUND_RTOL = 1e-4
 #: Noise-to-signal ratio that replaces a non-finite one.
 FALLBACK_NOISE_RATIO = 1e-2
+#: Frequency dilations of :meth:`SpectralDecoder.calibrate`: a grid shared by all dimensions,
+#: then per-dimension steps, for ``DecoderConfig.calibration_sweeps`` sweeps over the dimensions.
+CALIBRATION_GRID = (0.5, 0.6, 0.7, 0.85, 1.2, 1.4, 1.7, 2.0)
+CALIBRATION_STEPS = (0.7, 1.4)
 #: Seed of the subsample read when n exceeds ``config.max_context`` (the same points every call).
 SUBSAMPLE_SEED = 0
 
@@ -57,6 +63,8 @@ class DecoderConfig:
     :param ffn_mult: hidden width of feed-forward layers, as a multiple of E.
     :param num_x_frequencies: Fourier frequencies of the coordinate embedding.
     :param num_pool_queries: learned queries of the multi-query attention pooling.
+    :param pooling: ``"attention"`` (multi-query attention pooling, the default) or ``"mean"``
+        (plain mean over points, the ablation baseline of the paper).
     :param num_periodogram: frequencies of the per-dimension periodogram fed to the pooled vector.
     :param num_bins: log-spaced frequency bins besides the DC bin.
     :param min_frequency: lower bin edge, cycles per unit input.
@@ -67,6 +75,10 @@ class DecoderConfig:
     :param max_profile_points: points used by the profile-likelihood outputscale (a strided
         subsample beyond this).
     :param outputscale_mode: ``"profile"`` (default) or ``"predicted"``.
+    :param calibrate: refine the decoded frequency scale of each dimension by profile marginal
+        likelihood (see :meth:`SpectralDecoder.calibrate`); inference only, training never uses it.
+    :param calibration_sweeps: per-dimension sweeps of the calibration (0: the shared grid only).
+    :param max_calibration_points: points the calibration reads (a strided subsample beyond).
     :param trained_max_dims: largest d seen in training (a warning beyond; an error beyond
         :data:`MAX_INPUT_DIMS`).
     :param trained_max_context: largest n seen in training.
@@ -82,6 +94,7 @@ class DecoderConfig:
     ffn_mult: int = 2
     num_x_frequencies: int = 8
     num_pool_queries: int = 4
+    pooling: str = "attention"
     num_periodogram: int = 32
     num_bins: int = 24
     min_frequency: float = 0.25
@@ -91,6 +104,9 @@ class DecoderConfig:
     scan_block_size: int = 256
     max_profile_points: int = 2048
     outputscale_mode: str = "profile"
+    calibrate: bool = True
+    calibration_sweeps: int = 2
+    max_calibration_points: int = 128
     trained_max_dims: int = 8
     trained_max_context: int = 256
     min_noise_ratio: float = 1e-6
@@ -103,8 +119,12 @@ class DecoderConfig:
             raise ValueError(f"width {self.width} must be divisible by num_heads {self.num_heads}.")
         if self.attention not in ("full", "scan", "linear"):
             raise ValueError(f"attention must be 'full', 'scan' or 'linear', got {self.attention!r}.")
+        if self.pooling not in ("attention", "mean"):
+            raise ValueError(f"pooling must be 'attention' or 'mean', got {self.pooling!r}.")
         if self.outputscale_mode not in ("profile", "predicted"):
             raise ValueError(f"outputscale_mode must be 'profile' or 'predicted', got {self.outputscale_mode!r}.")
+        if self.calibration_sweeps < 0 or self.max_calibration_points < 1:
+            raise ValueError("calibration_sweeps must be >= 0 and max_calibration_points >= 1.")
         if self.max_context is not None and self.max_context < 1:
             raise ValueError(f"max_context must be >= 1 or None, got {self.max_context}.")
 
@@ -211,17 +231,29 @@ class Periodogram(nn.Module):
 
 
 class MultiQueryPool(nn.Module):
-    """Multi-query attention pooling over points: `(B, d, n, E)` -> `(B, d, P, E)`."""
+    """Multi-query attention pooling over points: `(B, d, n, E)` -> `(B, d, P, E)`.
 
-    def __init__(self, width: int, num_heads: int, num_queries: int) -> None:
+    With ``mean=True`` it is the ablation baseline instead: the mean over points of the value
+    projection, `(B, d, 1, E)` (no queries).
+    """
+
+    def __init__(self, width: int, num_heads: int, num_queries: int, mean: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.queries = nn.Parameter(torch.randn(num_queries, width) / math.sqrt(width))
+        self.mean = mean
+        if not mean:
+            self.queries = nn.Parameter(torch.randn(num_queries, width) / math.sqrt(width))
         self.norm = nn.LayerNorm(width)
         self.kv = nn.Linear(width, 2 * width)
 
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.mean else self.queries.shape[0]
+
     def forward(self, t: Tensor) -> Tensor:
         k, v = self.kv(self.norm(t)).chunk(2, dim=-1)
+        if self.mean:
+            return v.mean(-2, keepdim=True)
         h = self.num_heads
         split = lambda a: a.unflatten(-1, (h, -1)).transpose(-3, -2)  # noqa: E731  (..., H, n, e)
         q = split(self.queries.expand(*t.shape[:2], -1, -1))
@@ -303,12 +335,13 @@ class SpectralDecoder(nn.Module):
         self.x_mixers = nn.ModuleList(DimensionMixer(e, cfg.num_heads, cfg.ffn_mult) for _ in range(cfg.num_layers))
         self.dva = nn.ModuleList(DVABlock(cfg) for _ in range(cfg.num_layers))
         self.v_mixers = nn.ModuleList(DimensionMixer(e, cfg.num_heads, cfg.ffn_mult) for _ in range(cfg.num_layers))
-        self.pool_h = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
-        self.pool_v = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
-        self.pool_hv = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries)
+        mean = cfg.pooling == "mean"
+        self.pool_h = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries, mean)
+        self.pool_v = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries, mean)
+        self.pool_hv = MultiQueryPool(e, cfg.num_heads, cfg.num_pool_queries, mean)
         self.periodogram = Periodogram(cfg.num_periodogram, cfg.min_frequency, cfg.max_frequency)
         self.fuse = nn.Sequential(
-            nn.Linear(3 * cfg.num_pool_queries * e + cfg.num_periodogram + 1, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
+            nn.Linear(3 * self.pool_h.num_outputs * e + cfg.num_periodogram + 1, 2 * e), nn.GELU(), nn.Linear(2 * e, e)
         )
         self.global_mixer = DimensionMixer(e, cfg.num_heads, cfg.ffn_mult)
         self.filter_bank = FilterBank(
@@ -371,6 +404,91 @@ class SpectralDecoder(nn.Module):
         log_r = lo + (hi - lo) * torch.sigmoid(log_r + math.log(1e-2) - (lo + hi) / 2)
         return DecoderOutput(bins, weights, means, scales, log_r, log_os.clamp(-10, 10), hidden, values, z, g)
 
+    @staticmethod
+    def profile_log_likelihood(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> Tensor:
+        r"""Log marginal likelihood with the outputscale maximized out, up to a constant.
+
+        .. math::
+            \ell = -\frac n2 \log \frac{\mathbf y^\top (K + rI)^{-1} \mathbf y}{n}
+                - \frac12 \log |K + rI|
+
+        for a unit-outputscale kernel matrix K `(*c, B, n, n)` (any leading candidate dimensions),
+        y `(B, n)` or `(B, n, M)` (averaged over M) and :math:`\log r` `(B,)`. Computed in
+        float64; a failed Cholesky factorization gives ``-inf``.
+        """
+        n = k.shape[-1]
+        eye = torch.eye(n, dtype=torch.float64, device=k.device)
+        chol, info = torch.linalg.cholesky_ex(k.double() + (log_noise_ratio.double().exp()[..., None, None] + 1e-6) * eye)
+        rhs = y.double() if y.dim() == 3 else y.double().unsqueeze(-1)
+        rhs = rhs.expand(*chol.shape[:-1], rhs.shape[-1])
+        quad = (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1)
+        ll = -0.5 * n * torch.log(quad.clamp_min(1e-300) / n) - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        return torch.where((info == 0) & torch.isfinite(ll), ll, torch.full_like(ll, -math.inf))
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, y: Tensor, out: DecoderOutput) -> DecoderOutput:
+        r"""Dilate the decoded spectrum of each dimension to raise the profile marginal likelihood.
+
+        The network's spectrum is a point estimate read from n points; its frequency scale (the
+        lengthscale, for a smooth kernel) is what a marginal likelihood pins down best. This step
+        multiplies the means and bandwidths of dimension j by a factor :math:`c_j`, chosen by
+        :meth:`profile_log_likelihood` among :math:`c_j = 1` (the network's own output, kept on
+        ties), a grid shared by all dimensions (:data:`CALIBRATION_GRID`), then, for
+        ``config.calibration_sweeps`` sweeps over the dimensions, per-dimension steps
+        (:data:`CALIBRATION_STEPS`). Since the kernel is a product over dimensions, a step in
+        dimension j recomputes only that dimension's factor; the candidates of a step share one
+        batched Cholesky factorization. It reads at most ``config.max_calibration_points`` points
+        (a strided subsample beyond). Results stay inside the documented output ranges, and the
+        step is deterministic.
+
+        On held-out prior tasks (n = 50) it lowers the test NLL by about 0.04 to 0.13 nats per
+        point (d = 1 to 8); see ``BENCHMARKS.md``.
+        """
+        stride = max(1, math.ceil(x.shape[-2] / self.config.max_calibration_points))
+        x, y = x[..., ::stride, :], y[..., ::stride, ...]
+        w, mu, s, log_r = out.weights, out.means, out.scales, out.log_noise_ratio
+        b, d = mu.shape[0], mu.shape[-2]
+        fb = self.filter_bank
+        lo_s, hi_s = math.exp(fb.log_min_scale), math.exp(fb.log_max_scale)
+        tau = (x.unsqueeze(-2) - x.unsqueeze(-3)).unsqueeze(-1)  # (B, n, n, d, 1)
+
+        def dilate(c: Tensor) -> tuple[Tensor, Tensor]:  # c (..., B, d, 1)
+            return (mu * c).clamp(0.0, self.config.max_frequency), (s * c).clamp(lo_s, hi_s)
+
+        def factor(j: int, c: Tensor) -> Tensor:  # dimension j's kernel for factors c (..., B)
+            m = (mu[:, j] * c[..., None]).clamp(0.0, self.config.max_frequency)[..., None, None, :]
+            sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
+            t = tau[..., j, :]  # (B, n, n, 1)
+            terms = w[:, j, None, None, :] * torch.exp(-2 * math.pi**2 * (t * sc).square()) * torch.cos(2 * math.pi * m * t)
+            return terms.sum(-1)
+
+        def take(ll: Tensor, cand: Tensor, best: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+            i = ll.argmax(0)
+            top = ll.gather(0, i[None])[0]
+            pick = cand.gather(0, i[None, :, None, None].expand(1, b, d, 1))[0]
+            better = top > best
+            return torch.where(better[:, None, None], pick, c), torch.where(better, top, best)
+
+        c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
+        dims = [factor(j, c[:, j, 0]) for j in range(d)]  # per-dimension kernel matrices (B, n, n)
+        best = self.profile_log_likelihood(torch.stack(dims).prod(0), y, log_r)
+        grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
+        cand = c * grid[:, None, None, None]  # (G, B, d, 1)
+        k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
+        c, best = take(self.profile_log_likelihood(k, y, log_r), cand, best, c)
+        dims = [factor(j, c[:, j, 0]) for j in range(d)]
+        steps = torch.tensor(CALIBRATION_STEPS, dtype=mu.dtype, device=mu.device)
+        for _ in range(self.config.calibration_sweeps if d > 1 else 0):
+            for j in range(d):
+                others = torch.stack(dims[:j] + dims[j + 1 :]).prod(0)  # (B, n, n)
+                cand = c.repeat(len(steps), 1, 1, 1)
+                cand[:, :, j, 0] *= steps[:, None]
+                ll = self.profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r)
+                c, best = take(ll, cand, best, c)
+                dims[j] = factor(j, c[:, j, 0])
+        means, scales = dilate(c)
+        return replace(out, means=means, scales=scales)
+
     def outputscale(self, x: Tensor, y: Tensor, out: DecoderOutput, prior_count: float = 1.0) -> Tensor:
         r"""Profile-likelihood outputscale, shrunk towards the network's own guess.
 
@@ -406,6 +524,8 @@ class SpectralDecoder(nn.Module):
         weight = next(self.parameters())  # the network runs in its weights' device and dtype
         x, yy = x.to(weight), yy.to(weight)
         out = self.decode(x, yy)
+        if self.config.calibrate:
+            out = self.calibrate(x, yy, out)
         weights, means, scales, os, log_r = self._bounded(out, self.outputscale(x, yy, out))
         noise = os * log_r.exp()
         dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32

@@ -102,12 +102,13 @@ def _check_state(path: Path, state: dict[str, torch.Tensor], config: DecoderConf
             raise WeightsError(f"{path}: tensor {k!r} has non-finite values (NaN or inf): corrupt.")
     c, e = config, config.width
     layers = {k.split(".")[1] for k in state if k.startswith("dva.")}
+    pooled = 1 if c.pooling == "mean" else c.num_pool_queries  # vectors per pooling module
     sizes = [  # (what, tensor, dimension, value the config implies)
         ("width", "x_embed.net.2.weight", 0, e),
         ("num_x_frequencies", "x_embed.net.0.weight", 1, 1 + 2 * c.num_x_frequencies),
         ("ffn_mult", "dva.0.ffn.net.1.weight", 0, c.ffn_mult * e),
-        ("num_pool_queries", "pool_h.queries", 0, c.num_pool_queries),
-        ("num_periodogram", "fuse.0.weight", 1, 3 * c.num_pool_queries * e + c.num_periodogram + 1),
+        *([] if c.pooling == "mean" else [("num_pool_queries", "pool_h.queries", 0, c.num_pool_queries)]),
+        ("num_periodogram", "fuse.0.weight", 1, 3 * pooled * e + c.num_periodogram + 1),
         ("num_bins", "filter_bank.head.3.weight", 0, 4 * (c.num_bins + 1)),
     ]
     wrong = [] if len(layers) == c.num_layers else [f"num_layers={c.num_layers} but {len(layers)} DVA blocks"]

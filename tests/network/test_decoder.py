@@ -140,3 +140,72 @@ def test_corrupt_missing_and_mismatched_weights(decoder, tmp_path):
     save_file(state, str(tmp_path / "arch.safetensors"), metadata={"config": json.dumps(SMALL.to_dict())})
     with pytest.raises(WeightsError, match="does not match"):
         load_decoder(tmp_path / "arch.safetensors")
+
+
+# ---------------------------------------------------------------------- calibration
+def _profile(decoder, X, y, means, scales, out):
+    from pfn_kernels.bochner import spectral_mixture_covariance
+
+    k = spectral_mixture_covariance(X, X, out.weights, means, scales)
+    return decoder.profile_log_likelihood(k, y, out.log_noise_ratio)
+
+
+def test_profile_log_likelihood_matches_closed_form():
+    """-n/2 log(y'A^-1 y / n) - 1/2 log|A| with A = K + (r + 1e-6) I."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 12, 2, generator=g, dtype=torch.float64)
+    k = torch.exp(-((x.unsqueeze(-2) - x.unsqueeze(-3)) ** 2).sum(-1) / 0.1)
+    y = torch.randn(1, 12, generator=g, dtype=torch.float64)
+    log_r = torch.tensor([math.log(0.05)], dtype=torch.float64)
+    a = k[0] + (0.05 + 1e-6) * torch.eye(12, dtype=torch.float64)
+    expected = -6 * torch.log(y[0] @ torch.linalg.solve(a, y[0]) / 12) - 0.5 * torch.logdet(a)
+    assert torch.allclose(SpectralDecoder.profile_log_likelihood(k, y, log_r)[0], expected)
+
+
+def test_calibration_raises_profile_likelihood_and_only_dilates(decoder):
+    X, y = _data(4, n=30, d=3, seed=3)
+    with torch.no_grad():
+        out = decoder.decode(X, y)
+        cal = decoder.calibrate(X, y, out)
+        before = _profile(decoder, X, y, out.means, out.scales, out)
+        after = _profile(decoder, X, y, cal.means, cal.scales, out)
+    assert (after >= before - 1e-9).all()
+    assert torch.equal(cal.weights, out.weights) and torch.equal(cal.log_noise_ratio, out.log_noise_ratio)
+    # one factor per (task, dimension) multiplies every component's mean and bandwidth
+    ratio = cal.scales / out.scales
+    assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-4)
+    lo, hi = 0.5 * 0.7**SMALL.calibration_sweeps, 2.0 * 1.4**SMALL.calibration_sweeps
+    assert (ratio >= lo * (1 - 1e-4)).all() and (ratio <= hi * (1 + 1e-4)).all()
+
+
+def test_calibration_can_be_switched_off():
+    torch.manual_seed(0)
+    on = SpectralDecoder(SMALL).eval()
+    off = SpectralDecoder(DecoderConfig(**{**SMALL.to_dict(), "calibrate": False})).eval()
+    off.load_state_dict(on.state_dict())
+    X, y = _data(n=30, d=2, seed=4)
+    with torch.no_grad():
+        raw = off.decode(X[None], y[None])
+        p = off(X, y)
+    assert torch.equal(p.means, raw.means[0]) and torch.equal(p.scales, raw.scales[0])
+    with pytest.raises(ValueError, match="calibration_sweeps"):
+        DecoderConfig(calibration_sweeps=-1)
+
+
+# ---------------------------------------------------------------------- pooling ablation
+def test_mean_pooling_decoder_runs_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    cfg = DecoderConfig(**{**SMALL.to_dict(), "pooling": "mean"})
+    dec = SpectralDecoder(cfg).eval()
+    assert not hasattr(dec.pool_h, "queries")
+    X, y = _data(2, n=20, d=2)
+    with torch.no_grad():
+        p = dec(X, y)
+    assert p.weights.shape == (2, 2, SMALL.num_components)
+    loaded = load_decoder(save_decoder(dec, tmp_path / "mean.safetensors"))
+    assert loaded.config.pooling == "mean"
+    with torch.no_grad():
+        q = loaded(X, y)
+    assert torch.equal(p.means, q.means)
+    with pytest.raises(ValueError, match="pooling"):
+        DecoderConfig(pooling="max")

@@ -53,6 +53,8 @@ def bare_network(decoder, X, y):
     x = X.reshape(-1, *X.shape[-2:]).float()
     yy = y.reshape(-1, *y.shape[X.dim() - 2 :]).float()
     out = decoder.decode(x, yy)
+    if decoder.config.calibrate:
+        out = decoder.calibrate(x, yy, out)
     os = decoder.outputscale(x, yy, out)
     noise = os * out.log_noise_ratio.exp()
     b = X.shape[:-2]
