@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
+import gc
 import json
 import math
 import resource
@@ -63,9 +65,34 @@ def peak_resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def live_tensors() -> tuple[int, float]:
+    """Number and total size (MiB) of the torch tensors the garbage collector can reach."""
+    gc.collect()
+    count, size = 0, 0
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.Tensor) and not obj.is_meta:
+                count += 1
+                size += obj.element_size() * obj.nelement()
+        except Exception:  # objects that fail isinstance checks (lazy modules, proxies)
+            continue
+    return count, size / 2**20
+
+
+def trim_heap() -> bool:
+    """Return free heap pages to the OS (glibc ``malloc_trim``); False where unavailable."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def memory_snapshot(trial: int, start: float) -> dict[str, Any]:
+    """Memory at a checkpoint. Resident memory that falls back after ``malloc_trim`` was free heap
+    kept by the allocator, not live data; a leak shows as growing ``live_tensor_mib`` or
+    ``tracemalloc_current_mib``, or as ``rss_after_trim_mib`` growing faster than the data."""
     current, peak = tracemalloc.get_traced_memory()
-    return {
+    snap = {
         "trial": trial,
         "elapsed_s": round(time.perf_counter() - start, 2),
         "ru_maxrss_mib": round(peak_resident_mib(), 1),
@@ -73,6 +100,11 @@ def memory_snapshot(trial: int, start: float) -> dict[str, Any]:
         "tracemalloc_current_mib": round(current / 2**20, 2),
         "tracemalloc_peak_mib": round(peak / 2**20, 2),
     }
+    count, size = live_tensors()
+    trimmed = trim_heap()
+    snap.update({"live_tensors": count, "live_tensor_mib": round(size, 2),
+                 "rss_after_trim_mib": round(resident_mib(), 1) if trimmed else None})
+    return snap
 
 
 def make_client(num_sobol: int, decoder: str | None, seed: int,
