@@ -275,4 +275,6 @@ def test_cpu_decoder_cuda_data_comes_back_on_cuda(tiny):
     with torch.no_grad():
         p = tiny(X.cuda(), y.cuda())
     assert p.device.type == "cuda"
-    assert p.to("cpu").allclose(tiny(X, y), rtol=0, atol=0)
+    # same CPU computation, but on copies with another memory layout: vectorized reductions may
+    # round differently (bit equality failed on an H100 machine), so compare to float32 precision
+    assert p.to("cpu").allclose(tiny(X, y), rtol=1e-5, atol=1e-6)
