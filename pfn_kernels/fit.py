@@ -37,6 +37,7 @@ through ``fit_gpytorch_mll``) does with difficult data.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import warnings
@@ -83,10 +84,21 @@ def constant_tolerance(dtype: torch.dtype) -> float:
     return 100 * torch.finfo(dtype).eps
 
 
-@functools.lru_cache(maxsize=1)
-def default_decoder() -> SpectralDecoder:
-    """The shipped pretrained decoder, loaded on first use and cached (one load per process)."""
-    return SpectralDecoder.pretrained().eval()
+def default_decoder(device: torch.device | str | None = None) -> SpectralDecoder:
+    """The shipped pretrained decoder on ``device`` (default: CPU), loaded on first use and
+    cached: one load per process, one copy per device. :func:`fit_amortized` uses the copy on
+    the training data's device, so that GPU data is decoded on the GPU."""
+    return _default_decoder(str(torch.device("cpu" if device is None else device)))
+
+
+@functools.lru_cache(maxsize=8)
+def _default_decoder(device: str) -> SpectralDecoder:
+    if device == "cpu":
+        return SpectralDecoder.pretrained().eval()
+    return copy.deepcopy(_default_decoder("cpu")).to(device)
+
+
+default_decoder.cache_clear = _default_decoder.cache_clear  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------- one decoder pass
@@ -160,6 +172,8 @@ def fit_amortized(
         decoder = default_decoder() if decoder is None else decoder
     model.train()  # raw train inputs; also drops cached posterior solves
     X, y = _training_data(model)
+    if X.device.type != "cpu" and decoder is default_decoder():
+        decoder = default_decoder(X.device)  # the shipped decoder runs where the data is
     warn_outside_unit_cube(
         X, "The model's (transformed) training inputs",
         "Add an input transform that maps them to [0, 1]^d, e.g. "

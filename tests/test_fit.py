@@ -328,3 +328,18 @@ def test_refine_repairs_an_imperfect_start():
 def test_doctest_examples():
     failures, _ = doctest.testmod(fit_module, optionflags=doctest.ELLIPSIS)
     assert failures == 0
+
+
+def test_default_decoder_is_cached_per_device(decoder, monkeypatch):
+    monkeypatch.setattr(SpectralDecoder, "pretrained", classmethod(lambda cls: decoder))
+    fit_module.default_decoder.cache_clear()
+    try:
+        cpu = fit_module.default_decoder()
+        assert cpu is decoder and fit_module.default_decoder("cpu") is cpu
+        assert fit_module.default_decoder(torch.device("cpu")) is cpu
+        meta = fit_module.default_decoder("meta")  # any other device: one copy, moved there
+        assert meta is not cpu and meta is fit_module.default_decoder("meta")
+        assert next(meta.parameters()).device.type == "meta"
+        assert next(cpu.parameters()).device.type == "cpu"
+    finally:
+        fit_module.default_decoder.cache_clear()
