@@ -125,3 +125,16 @@ def test_pooling_ablation_script(weights, tmp_path, capsys):
         ablation.main(["--mqa", str(mean_path), "--mean", str(mean_path), "--dims", "1", "--tasks", "4",
                        "--out", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"), "--no-progress"])
     assert "| 1 |" in capsys.readouterr().out
+
+
+def test_calibration_script(weights, tmp_path, capsys):
+    calibration = load_script("calibration")
+    out = calibration.main(["--weights", str(weights), "--dims", "1", "2", "--tasks", "4", "--context", "10",
+                            "--targets", "5", "--sizes", "12", "--repeats", "1", "--threads", "1",
+                            "--out", str(tmp_path / "c.json"), "--no-progress"])
+    saved = json.loads((tmp_path / "c.json").read_text())
+    for row in saved["quality"].values():
+        assert math.isfinite(row["raw"]["gap"]) and math.isfinite(row["calibrated"]["gap"])
+    assert saved["timing"][0]["n"] == 12 and saved["timing"][0]["calibrated_ms"] > 0
+    assert out["quality"]["1"]["tasks"] == 4
+    assert "| 2 | 4 |" in capsys.readouterr().out
