@@ -61,7 +61,6 @@ import math
 import statistics
 import sys
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,7 +73,8 @@ from tqdm.auto import tqdm
 
 from benchmarks._common import json_ready, machine_metadata, mean_se, median_seconds
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
-from pfn_kernels.benchmarking import marginal_log_likelihood
+from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
+from pfn_kernels.benchmarking import fit_surrogate
 from pfn_kernels.exact_gp import LOG_2PI, exact_gp_scores
 from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder
 from pfn_kernels.network.weights import weights_path
@@ -209,78 +209,25 @@ def predictive_scores(model: Any, xc: torch.Tensor, yc: torch.Tensor, xt: torch.
 
 
 def fit_default_stgp(x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict[str, Any]]:
-    """BoTorch's default ``SingleTaskGP`` fitted with every default of ``fit_gpytorch_mll``."""
-    from botorch import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from gpytorch.mlls import ExactMarginalLogLikelihood
-
-    start = time.perf_counter()
-    model = SingleTaskGP(x, y.unsqueeze(-1))
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    failed = False
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit_gpytorch_mll(mll)
-        except Exception:  # noqa: BLE001
-            failed = True
-    model.eval()
-    return model, {
-        "time_s": time.perf_counter() - start,
-        "failed": failed,
-        "warnings": Counter(w.category.__name__ for w in caught),
-    }
+    """BoTorch's default ``SingleTaskGP`` fitted with every default of ``fit_gpytorch_mll``
+    (:func:`pfn_kernels.benchmarking.fit_surrogate`); x `(n, d)`, y `(n,)`."""
+    model, info = fit_surrogate("default_stgp", x, y.unsqueeze(-1))
+    return model, {"time_s": info.seconds, "failed": info.failure is not None, "warnings": info.warnings}
 
 
 def fit_sm4(x: torch.Tensor, y: torch.Tensor, restarts: int, maxiter: int, seed: int
             ) -> tuple[Any, dict[str, Any]]:
-    """Best of ``restarts`` SM(4)-MLL fits from ``initialize_from_data``, by final MLL."""
-    from botorch import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from gpytorch.kernels import SpectralMixtureKernel
-    from gpytorch.mlls import ExactMarginalLogLikelihood
-
+    """Best of ``restarts`` SM(4)-MLL fits from ``initialize_from_data``, by final MLL
+    (:func:`pfn_kernels.benchmarking.fit_sm4`); x `(n, d)`, y `(n,)`."""
     start = time.perf_counter()
-    best_value, best_model = -math.inf, None
-    failures, restart_times = 0, []
-    seen: Counter = Counter()
-
-    def accept(w: warnings.WarningMessage) -> bool:  # count optimizer warnings, do not retry
-        seen[w.category.__name__] += 1
-        return True
-
-    for r in range(restarts):
-        t0 = time.perf_counter()
-        torch.manual_seed(seed + r)  # initialize_from_data draws from the global generator
-        covar = SpectralMixtureKernel(num_mixtures=4, ard_num_dims=x.shape[-1]).to(x)
-        covar.initialize_from_data(x, y)
-        model = SingleTaskGP(x, y.unsqueeze(-1), covar_module=covar)
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                fit_gpytorch_mll(
-                    mll,
-                    optimizer_kwargs={"options": {"maxiter": maxiter}},
-                    max_attempts=1,
-                    warning_handler=accept,
-                )
-            except Exception:  # noqa: BLE001  (ModelFittingError after NotPSDError, NaNs)
-                failures += 1
-        for w in caught:
-            seen[w.category.__name__] += 1
-        value = marginal_log_likelihood(mll)
-        if best_model is None or value > best_value:
-            best_value, best_model = value, model
-        restart_times.append(time.perf_counter() - t0)
-    best_model.eval()
-    return best_model, {
+    model, info = benchmarking_fit_sm4(x, y.unsqueeze(-1), seed, restarts, maxiter)
+    return model, {
         "time_s": time.perf_counter() - start,
-        "restart_times_s": restart_times,
-        "failures": failures,
-        "all_failed": failures == restarts,
-        "best_mll": best_value,
-        "warnings": seen,
+        "restart_times_s": info.restart_seconds,
+        "failures": len(info.errors),
+        "all_failed": info.all_failed,
+        "best_mll": info.best_mll,
+        "warnings": info.warnings,
     }
 
 

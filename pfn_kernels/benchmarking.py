@@ -276,7 +276,9 @@ def fit_surrogate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if method == "sm4_mll":
-            model, failure = _fit_sm4(train_X, train_Y, seed, sm_restarts, sm_maxiter)
+            model, sm4 = fit_sm4(train_X, train_Y, seed, sm_restarts, sm_maxiter)
+            if sm4.all_failed:
+                failure = f"all {len(sm4.errors)} SM(4) restarts failed; last: {sm4.errors[-1]}"
         else:
             if method == "default_stgp":
                 model = SingleTaskGP(train_X, train_Y)
@@ -295,9 +297,33 @@ def fit_surrogate(
     return model, FitInfo(time.perf_counter() - start, failure, _count_warnings(caught))
 
 
-def _fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int, restarts: int, maxiter: int
-             ) -> tuple[Any, str | None]:
-    """Best of ``restarts`` SM(4) fits by marginal likelihood; a failure note if all failed."""
+@dataclass
+class SM4Fit:
+    """How a best-of-restarts SM(4) fit went (see :func:`fit_sm4`)."""
+
+    restart_seconds: list[float]
+    errors: list[str]
+    best_mll: float
+    warnings: Counter = field(default_factory=Counter)
+
+    @property
+    def all_failed(self) -> bool:
+        return len(self.errors) == len(self.restart_seconds)
+
+
+def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, maxiter: int = 200
+            ) -> tuple[Any, SM4Fit]:
+    """``SingleTaskGP`` + ``SpectralMixtureKernel(4)``, best of ``restarts`` MLL fits, as users do it.
+
+    Restart r seeds torch's global generator with ``seed + r`` (``initialize_from_data`` draws
+    from it), initializes from the data (with y standardized), and runs ``fit_gpytorch_mll`` with
+    L-BFGS capped at ``maxiter`` iterations and one attempt; optimizer warnings are counted, not
+    retried. A restart whose fit raises keeps the parameters it has after the fit's rollback. The
+    restart with the highest final marginal likelihood is returned, in eval mode.
+
+    :param train_X: `(n, d)` inputs in the unit cube.
+    :param train_Y: `(n, 1)` targets.
+    """
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from gpytorch.kernels import SpectralMixtureKernel
@@ -305,25 +331,34 @@ def _fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int, restarts: int, maxiter
 
     y = train_Y.squeeze(-1)
     y = (y - y.mean()) / (y.std() if len(y) > 1 and y.std() > 1e-8 else 1.0)
-    best_value, best_model, errors = -math.inf, None, []
+    best_value, best_model = -math.inf, None
+    info = SM4Fit([], [], -math.inf)
+
+    def accept(w: warnings.WarningMessage) -> bool:  # count optimizer warnings, do not retry
+        info.warnings[w.category.__name__] += 1
+        return True
+
     for r in range(max(1, restarts)):
-        torch.manual_seed(seed + r)  # initialize_from_data draws from the global generator
+        t0 = time.perf_counter()
+        torch.manual_seed(seed + r)
         covar = SpectralMixtureKernel(num_mixtures=4, ard_num_dims=train_X.shape[-1]).to(train_X)
         covar.initialize_from_data(train_X, y)
         model = SingleTaskGP(train_X, train_Y, covar_module=covar)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        try:
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}},
-                             max_attempts=1, warning_handler=lambda w: True)
-        except Exception as err:  # noqa: BLE001  (NotPSDError, ModelFittingError, NaNs)
-            errors.append(f"{type(err).__name__}: {err}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}},
+                                 max_attempts=1, warning_handler=accept)
+            except Exception as err:  # noqa: BLE001  (NotPSDError, ModelFittingError, NaNs)
+                info.errors.append(f"{type(err).__name__}: {err}")
+        info.warnings.update(w.category.__name__ for w in caught)
         value = marginal_log_likelihood(mll)
         if best_model is None or value > best_value:
             best_value, best_model = value, model
-    failure = None
-    if len(errors) == max(1, restarts):
-        failure = f"all {len(errors)} SM(4) restarts failed; last: {errors[-1]}"
-    return best_model, failure
+        info.restart_seconds.append(time.perf_counter() - t0)
+    info.best_mll = best_value
+    return best_model.eval(), info
 
 
 def marginal_log_likelihood(mll: Any) -> float:
@@ -549,6 +584,7 @@ __all__ = [
     "PROBLEMS",
     "Problem",
     "REGRET_FLOOR",
+    "fit_sm4",
     "fit_surrogate",
     "gp_prior_problem",
     "log_regret_curves",
