@@ -13,7 +13,7 @@ from botorch.models.transforms.input import Normalize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, fit_amortized
-from pfn_kernels.fit import CONSTANT_NOISE_RATIO, constant_target_params
+from pfn_kernels.fit import constant_target_params
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.validation import DecoderWarning, OutsideUnitCubeWarning
 
