@@ -13,8 +13,8 @@ Data path (shapes for a batch of B tasks, n points, d input dimensions, width E)
    `(B, E)` from attention across dimensions;
 4. a filter bank per dimension (:mod:`pfn_kernels.network.filter_bank`) gives Q spectral-mixture
    components; a global head gives the noise-to-signal ratio :math:`r` and a log-outputscale guess;
-5. at inference, a per-dimension dilation of the decoded spectrum chosen by profile marginal
-   likelihood (see :meth:`SpectralDecoder.calibrate`);
+5. at inference, a per-dimension dilation of the decoded spectrum and a factor on r, chosen by
+   profile marginal likelihood (see :meth:`SpectralDecoder.calibrate`);
 6. the outputscale by profile likelihood (see :meth:`SpectralDecoder.outputscale`).
 """
 
@@ -49,6 +49,8 @@ FALLBACK_NOISE_RATIO = 1e-2
 #: then per-dimension steps, for ``DecoderConfig.calibration_sweeps`` sweeps over the dimensions.
 CALIBRATION_GRID = (0.5, 0.6, 0.7, 0.85, 1.2, 1.4, 1.7, 2.0)
 CALIBRATION_STEPS = (0.7, 1.4)
+#: Factors of the noise-to-signal ratio tried by :meth:`SpectralDecoder.calibrate`.
+CALIBRATION_NOISE = (0.1, 0.25, 0.5, 2.0, 4.0, 10.0)
 #: Seed of the subsample read when n exceeds ``config.max_context`` (the same points every call).
 SUBSAMPLE_SEED = 0
 
@@ -427,7 +429,7 @@ class SpectralDecoder(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, x: Tensor, y: Tensor, out: DecoderOutput) -> DecoderOutput:
-        r"""Dilate the decoded spectrum of each dimension to raise the profile marginal likelihood.
+        r"""Dilate each dimension's decoded spectrum, and scale the noise, by profile likelihood.
 
         The network's spectrum is a point estimate read from n points; its frequency scale (the
         lengthscale, for a smooth kernel) is what a marginal likelihood pins down best. This step
@@ -435,14 +437,15 @@ class SpectralDecoder(nn.Module):
         :meth:`profile_log_likelihood` among :math:`c_j = 1` (the network's own output, kept on
         ties), a grid shared by all dimensions (:data:`CALIBRATION_GRID`), then, for
         ``config.calibration_sweeps`` sweeps over the dimensions, per-dimension steps
-        (:data:`CALIBRATION_STEPS`). Since the kernel is a product over dimensions, a step in
-        dimension j recomputes only that dimension's factor; the candidates of a step share one
+        (:data:`CALIBRATION_STEPS`). After the grid and after each sweep, the noise-to-signal
+        ratio r is likewise multiplied by the best of :data:`CALIBRATION_NOISE` (or kept), within
+        ``[min_noise_ratio, max_noise_ratio]``. Since the kernel is a product over dimensions, a
+        step in dimension j recomputes only that dimension's factor; the candidates of a step share one
         batched Cholesky factorization. It reads at most ``config.max_calibration_points`` points
         (a strided subsample beyond). Results stay inside the documented output ranges, and the
         step is deterministic.
 
-        On held-out prior tasks (n = 50) it lowers the test NLL by about 0.04 to 0.13 nats per
-        point (d = 1 to 8); see ``BENCHMARKS.md``.
+        What it gains and costs is measured by ``benchmarks/calibration.py`` (see ``BENCHMARKS.md``).
         """
         stride = max(1, math.ceil(x.shape[-2] / self.config.max_calibration_points))
         x, y = x[..., ::stride, :], y[..., ::stride, ...]
@@ -469,6 +472,16 @@ class SpectralDecoder(nn.Module):
             better = top > best
             return torch.where(better[:, None, None], pick, c), torch.where(better, top, best)
 
+        def noise_step(k: Tensor, log_r: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
+            lo, hi = math.log(self.config.min_noise_ratio), math.log(self.config.max_noise_ratio)
+            cand = (log_r + noise[:, None]).clamp(lo, hi)  # (F, B)
+            ll = self.profile_log_likelihood(k, y, cand)
+            i = ll.argmax(0)
+            top = ll.gather(0, i[None])[0]
+            better = top > best
+            return torch.where(better, cand.gather(0, i[None])[0], log_r), torch.where(better, top, best)
+
+        noise = torch.tensor(CALIBRATION_NOISE, dtype=log_r.dtype, device=log_r.device).log()
         c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
         dims = [factor(j, c[:, j, 0]) for j in range(d)]  # per-dimension kernel matrices (B, n, n)
         best = self.profile_log_likelihood(torch.stack(dims).prod(0), y, log_r)
@@ -477,6 +490,7 @@ class SpectralDecoder(nn.Module):
         k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
         c, best = take(self.profile_log_likelihood(k, y, log_r), cand, best, c)
         dims = [factor(j, c[:, j, 0]) for j in range(d)]
+        log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
         steps = torch.tensor(CALIBRATION_STEPS, dtype=mu.dtype, device=mu.device)
         for _ in range(self.config.calibration_sweeps if d > 1 else 0):
             for j in range(d):
@@ -486,8 +500,9 @@ class SpectralDecoder(nn.Module):
                 ll = self.profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r)
                 c, best = take(ll, cand, best, c)
                 dims[j] = factor(j, c[:, j, 0])
+            log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
         means, scales = dilate(c)
-        return replace(out, means=means, scales=scales)
+        return replace(out, means=means, scales=scales, log_noise_ratio=log_r)
 
     def outputscale(self, x: Tensor, y: Tensor, out: DecoderOutput, prior_count: float = 1.0) -> Tensor:
         r"""Profile-likelihood outputscale, shrunk towards the network's own guess.
