@@ -37,7 +37,7 @@ Methods (fits and scores shared with ``benchmarks/decoder_quality.py``):
   ``initialize_from_data``, ``--sm-restarts`` restarts with L-BFGS capped at ``--sm-maxiter``,
   the restart with the best final MLL kept;
 - ``oracle`` (prior tasks only): the exact GP with the true kernel, noise and constant mean
-  (``oracle_scores`` of ``benchmarks/decoder_quality.py``).
+  (:meth:`pfn_kernels.prior.TaskBatch.oracle_scores`).
 
 Reported per data set and method: the per-point predictive NLL of the targets (with observation
 noise, original units) and the RMSE (original units), mean and standard error over tasks or
@@ -68,7 +68,6 @@ from benchmarks._common import json_ready, machine_metadata, mean_se
 from benchmarks.decoder_quality import (
     fit_default_stgp,
     fit_sm4,
-    oracle_scores,
     predictive_scores,
     resolve_weights,
 )
@@ -95,7 +94,7 @@ def prior_tasks(d: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     gen = torch.Generator().manual_seed(REGRESSION_SEED + args.seed + d)
     batch = sample_tasks(PriorConfig(), args.tasks, gen, num_dims=d, num_context=args.context,
                          num_targets=args.targets, dtype=torch.float64)
-    oracle = oracle_scores(batch)  # standardized units, per task
+    oracle = batch.oracle_scores()  # standardized units, per task
     problems = []
     for i in range(args.tasks):
         problems.append({

@@ -138,3 +138,12 @@ def test_calibration_script(weights, tmp_path, capsys):
     assert saved["timing"][0]["n"] == 12 and saved["timing"][0]["calibrated_ms"] > 0
     assert out["quality"]["1"]["tasks"] == 4
     assert "| 2 | 4 |" in capsys.readouterr().out
+
+
+def test_regression_script_runs(weights, tmp_path):
+    regression = load_script("regression")
+    out = regression.main(["--weights", str(weights), "--quick", "--datasets", "prior", "--dims", "1",
+                           "--tasks", "2", "--methods", "amortized", "default_stgp", "--threads", "1",
+                           "--out", str(tmp_path / "r.json"), "--no-plot", "--no-progress"])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved and out
