@@ -29,6 +29,17 @@ from pfn_kernels.spectral_params import SpectralParams
 TWO_PI_SQ = 2.0 * math.pi**2
 
 
+def dimension_factor(tau: Tensor, weights: Tensor, means: Tensor, scales: Tensor) -> Tensor:
+    r"""One dimension's factor of the product kernel,
+    :math:`\sum_q w_q e^{-2\pi^2 \tau^2 s_q^2} \cos(2\pi \mu_q \tau)`.
+
+    :param tau: differences with a trailing singleton component dimension, e.g. `(*b, n, m, 1)`.
+    :param weights: `(..., Q)`, broadcastable against ``tau``; ``means`` and ``scales`` likewise.
+    :return: the sum over the Q components, ``tau``'s shape without its last dimension (broadcast).
+    """
+    return (weights * torch.exp(-TWO_PI_SQ * (tau * scales) ** 2) * torch.cos(2 * math.pi * means * tau)).sum(-1)
+
+
 def spectral_mixture_covariance(
     x1: Tensor,
     x2: Tensor,
@@ -64,8 +75,7 @@ def spectral_mixture_covariance(
         else:
             tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
             wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
-        comp = wj * torch.exp(-TWO_PI_SQ * (tau * sj) ** 2) * torch.cos(2 * math.pi * mj * tau)
-        comp = comp.sum(-1)
+        comp = dimension_factor(tau, wj, mj, sj)
         out = comp if out is None else out * comp
     if outputscale is not None:
         os = outputscale.to(x1)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pfn_kernels.bochner import spectral_mixture_covariance
+from pfn_kernels.bochner import dimension_factor, spectral_mixture_covariance
 from pfn_kernels.network.attention import Coordinates, PointAttention
 from pfn_kernels.network.filter_bank import BinOutputs, FilterBank
 from pfn_kernels.spectral_params import WEIGHT_SUM_ATOL, SpectralParams
@@ -407,6 +407,16 @@ class SpectralDecoder(nn.Module):
         return DecoderOutput(bins, weights, means, scales, log_r, log_os.clamp(-10, 10), hidden, values, z, g)
 
     @staticmethod
+    def _quadratic_form(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        r""":math:`\mathbf y^\top (K + (r + 10^{-6}) I)^{-1} \mathbf y` (mean over M realizations) in
+        float64, with the Cholesky factor and its ``info``; shapes as in :meth:`profile_log_likelihood`."""
+        eye = torch.eye(k.shape[-1], dtype=torch.float64, device=k.device)
+        chol, info = torch.linalg.cholesky_ex(k.double() + (log_noise_ratio.double().exp()[..., None, None] + 1e-6) * eye)
+        rhs = y.double() if y.dim() == 3 else y.double().unsqueeze(-1)
+        rhs = rhs.expand(*chol.shape[:-1], rhs.shape[-1])
+        return (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1), chol, info
+
+    @staticmethod
     def profile_log_likelihood(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> Tensor:
         r"""Log marginal likelihood with the outputscale maximized out, up to a constant.
 
@@ -419,11 +429,7 @@ class SpectralDecoder(nn.Module):
         float64; a failed Cholesky factorization gives ``-inf``.
         """
         n = k.shape[-1]
-        eye = torch.eye(n, dtype=torch.float64, device=k.device)
-        chol, info = torch.linalg.cholesky_ex(k.double() + (log_noise_ratio.double().exp()[..., None, None] + 1e-6) * eye)
-        rhs = y.double() if y.dim() == 3 else y.double().unsqueeze(-1)
-        rhs = rhs.expand(*chol.shape[:-1], rhs.shape[-1])
-        quad = (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1)
+        quad, chol, info = SpectralDecoder._quadratic_form(k, y, log_noise_ratio)
         ll = -0.5 * n * torch.log(quad.clamp_min(1e-300) / n) - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         return torch.where((info == 0) & torch.isfinite(ll), ll, torch.full_like(ll, -math.inf))
 
@@ -461,9 +467,7 @@ class SpectralDecoder(nn.Module):
         def factor(j: int, c: Tensor) -> Tensor:  # dimension j's kernel for factors c (..., B)
             m = (mu[:, j] * c[..., None]).clamp(0.0, self.config.max_frequency)[..., None, None, :]
             sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
-            t = tau[..., j, :]  # (B, n, n, 1)
-            terms = w[:, j, None, None, :] * torch.exp(-2 * math.pi**2 * (t * sc).square()) * torch.cos(2 * math.pi * m * t)
-            return terms.sum(-1)
+            return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc)  # tau (B, n, n, 1)
 
         def take(ll: Tensor, cand: Tensor, best: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
             i = ll.argmax(0)
@@ -521,13 +525,9 @@ class SpectralDecoder(nn.Module):
         n = x.shape[-2]
         stride = max(1, math.ceil(n / self.config.max_profile_points))
         xs, ys = x[..., ::stride, :], y[..., ::stride, ...]
-        k = spectral_mixture_covariance(xs, xs, out.weights, out.means, out.scales).double()
+        k = spectral_mixture_covariance(xs, xs, out.weights, out.means, out.scales)
         ns = xs.shape[-2]
-        eye = torch.eye(ns, dtype=torch.float64, device=x.device)
-        r = out.log_noise_ratio.double().exp()
-        chol, _ = torch.linalg.cholesky_ex(k + (r[..., None, None] + 1e-6) * eye)
-        rhs = ys.double() if ys.dim() == xs.dim() else ys.double().unsqueeze(-1)
-        quad = (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1)
+        quad, _, _ = self._quadratic_form(k, ys, out.log_noise_ratio)
         quad = torch.where(torch.isfinite(quad), quad, torch.full_like(quad, float(ns)))
         return ((quad + prior_count * guess.double()) / (ns + prior_count)).to(guess.dtype)
 
