@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import math
 import os
@@ -9,9 +10,11 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
+
+from pfn_kernels.benchmarking import mean_stderr
 
 
 def cpu_model() -> str:
@@ -59,15 +62,16 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tupl
     return statistics.median(times), times
 
 
-def mean_se(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (SE is 0 for a single value, NaN for none)."""
-    v = [float(x) for x in values]
-    if not v:
-        return math.nan, math.nan
-    mean = sum(v) / len(v)
-    if len(v) < 2:
-        return mean, 0.0
-    return mean, statistics.stdev(v) / math.sqrt(len(v))
+#: Mean and standard error of the mean (SE 0 for one value, NaN for none): the library's helper.
+mean_se = mean_stderr
+
+
+def apply_preset(args: argparse.Namespace, presets: dict[str, dict[str, Any]]) -> None:
+    """Fill the options left at ``None`` from ``presets["quick"]`` (with ``--quick``) or
+    ``presets["full"]``."""
+    for key, value in presets["quick" if args.quick else "full"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def json_ready(obj: Any) -> Any:

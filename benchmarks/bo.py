@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import json_ready, machine_metadata, mean_se
+from benchmarks._common import apply_preset, json_ready, machine_metadata, mean_se
 from pfn_kernels.benchmarking import (
     METHOD_LABELS,
     METHODS,
@@ -348,10 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON and the plot, print the tables; return the results."""
     args = build_parser().parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full"]
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     stem = "bo_quick" if args.quick else "bo"
     args.out = args.out or ROOT / "benchmarks" / "results" / f"{stem}.json"
     args.plot = args.plot or args.out.parent / f"{stem}_log_regret.png"

@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import json_ready, machine_metadata, mean_se
+from benchmarks._common import apply_preset, json_ready, machine_metadata, mean_se
 from benchmarks.decoder_quality import (
     fit_default_stgp,
     fit_sm4,
@@ -341,10 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and the plot) and return the results dictionary."""
     args = build_parser().parse_args(argv)
-    preset = PRESETS["quick" if args.quick else "full"]
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS)
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
     start = time.perf_counter()

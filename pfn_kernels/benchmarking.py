@@ -41,7 +41,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -532,7 +532,7 @@ def run_bo(
 
 
 # ---------------------------------------------------------------------- summaries and plots
-def mean_stderr(values: list[float]) -> tuple[float, float]:
+def mean_stderr(values: Iterable[float]) -> tuple[float, float]:
     """Mean and standard error of the mean (0 for one value, NaN for none)."""
     v = [float(x) for x in values]
     if not v:
