@@ -454,7 +454,7 @@ class SpectralDecoder(nn.Module):
         What it gains and costs is measured by ``benchmarks/calibration.py`` (see ``BENCHMARKS.md``).
         """
         stride = max(1, math.ceil(x.shape[-2] / self.config.max_calibration_points))
-        x, y = x[..., ::stride, :], y[..., ::stride, ...]
+        x, y = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
         w, mu, s, log_r = out.weights, out.means, out.scales, out.log_noise_ratio
         b, d = mu.shape[0], mu.shape[-2]
         fb = self.filter_bank
@@ -524,7 +524,7 @@ class SpectralDecoder(nn.Module):
             return guess
         n = x.shape[-2]
         stride = max(1, math.ceil(n / self.config.max_profile_points))
-        xs, ys = x[..., ::stride, :], y[..., ::stride, ...]
+        xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
         k = spectral_mixture_covariance(xs, xs, out.weights, out.means, out.scales)
         ns = xs.shape[-2]
         quad, _, _ = self._quadratic_form(k, ys, out.log_noise_ratio)

@@ -43,6 +43,18 @@ def test_multi_realization_shape(decoder):
     assert p.batch_shape == torch.Size([]) and p.weights.shape == (2, SMALL.num_components)
 
 
+def test_multi_realization_beyond_the_calibration_subsample(decoder):
+    # n above max_calibration_points and max_profile_points: both subsample along n, not along M.
+    n = max(SMALL.max_calibration_points, SMALL.max_profile_points) + 50
+    X, y = _data(n=n, d=2)
+    with torch.no_grad():
+        one, column = decoder(X, y), decoder(X, y[:, None])
+        several = decoder(X, torch.stack([y, -y], dim=-1))
+    for f in ("weights", "means", "scales", "outputscale", "noise"):
+        torch.testing.assert_close(getattr(column, f), getattr(one, f))
+    assert several.weights.shape == one.weights.shape
+
+
 def test_dtype_follows_input(decoder):
     X, y = _data(d=2)
     with torch.no_grad():
