@@ -25,19 +25,66 @@ import torch
 from torch import Tensor
 
 from pfn_kernels.spectral_params import SpectralParams
+from pfn_kernels.tiled_kernel import SpectralProduct
 
 TWO_PI_SQ = 2.0 * math.pi**2
 
 
-def dimension_factor(tau: Tensor, weights: Tensor, means: Tensor, scales: Tensor) -> Tensor:
+def dimension_factor(
+    tau: Tensor, weights: Tensor, means: Tensor, scales: Tensor, skip: frozenset[int] = frozenset(),
+    unit_cosine: frozenset[int] = frozenset(),
+) -> Tensor:
     r"""One dimension's factor of the product kernel,
     :math:`\sum_q w_q e^{-2\pi^2 \tau^2 s_q^2} \cos(2\pi \mu_q \tau)`.
 
+    The components are added one at a time (about six elementwise passes over ``tau``'s shape
+    each, three without the cosine), never materializing a tensor with a component dimension: the
+    cost of a kernel evaluation is in these passes.
+
     :param tau: differences with a trailing singleton component dimension, e.g. `(*b, n, m, 1)`.
     :param weights: `(..., Q)`, broadcastable against ``tau``; ``means`` and ``scales`` likewise.
+    :param skip: components left out (see :func:`negligible_components`).
+    :param unit_cosine: components whose cosine is taken as 1 (frequency at the floor).
     :return: the sum over the Q components, ``tau``'s shape without its last dimension (broadcast).
     """
-    return (weights * torch.exp(-TWO_PI_SQ * (tau * scales) ** 2) * torch.cos(2 * math.pi * means * tau)).sum(-1)
+    t = tau.squeeze(-1)
+    t2 = t.square()
+    out = None
+    for q in range(weights.shape[-1]):
+        if q in skip:
+            continue
+        term = torch.exp(t2 * (-TWO_PI_SQ * scales[..., q].square()))
+        if q not in unit_cosine:
+            term = term * torch.cos(t * (2 * math.pi * means[..., q]))
+        out = term * weights[..., q] if out is None else torch.addcmul(out, term, weights[..., q])
+    if out is None:  # every component skipped: the factor is 0
+        out = torch.zeros_like(t2 * weights[..., 0])
+    return out
+
+
+def negligible_components(
+    weights: Tensor, means: Tensor, min_weight: float = 0.0, unit_frequency: float = 0.0
+) -> tuple[list[frozenset[int]], list[frozenset[int]]]:
+    r"""Per dimension, the components that can be left out and those whose cosine is 1.
+
+    A component with :math:`w_{jq} \le` ``min_weight`` in every batch member changes each factor
+    (a weighted sum of terms of modulus at most 1) by at most ``min_weight``; one with
+    :math:`\mu_{jq} \le` ``unit_frequency`` has :math:`1 - \cos(2\pi\mu\tau) \le
+    2\pi^2\mu^2\tau^2`. With both thresholds 0 (the default) nothing is dropped but exact zeros.
+
+    :param weights: `(*batch, d, Q)`; ``means`` likewise.
+    :return: two lists of d sets of component indices.
+    """
+    d = weights.shape[-2]
+    if min_weight < 0 or unit_frequency < 0:
+        raise ValueError("min_weight and unit_frequency must be >= 0.")
+    w_max = weights.detach().reshape(-1, *weights.shape[-2:]).amax(0)  # (d, Q)
+    mu_max = means.detach().reshape(-1, *means.shape[-2:]).amax(0)
+    small = (w_max <= min_weight).tolist()
+    flat = (mu_max <= unit_frequency).tolist()
+    skip = [frozenset(q for q, s in enumerate(small[j]) if s) for j in range(d)]
+    unit = [frozenset(q for q, f in enumerate(flat[j]) if f) for j in range(d)]
+    return skip, unit
 
 
 def spectral_mixture_covariance(
@@ -48,6 +95,8 @@ def spectral_mixture_covariance(
     scales: Tensor,
     outputscale: Tensor | None = None,
     diag: bool = False,
+    min_weight: float = 0.0,
+    unit_frequency: float = 0.0,
 ) -> Tensor:
     r"""Closed-form product spectral-mixture kernel.
 
@@ -61,26 +110,51 @@ def spectral_mixture_covariance(
         against the inputs' batch dimensions from the right, as in GPyTorch.
     :param outputscale: `(*kbatch)` or ``None`` (unit outputscale: the kernel *shape*).
     :param diag: return only the diagonal `(*batch, n)` of :math:`k(x1_i, x2_i)`.
+    :param min_weight: leave out components whose weight is at most this in every batch member
+        (each factor changes by at most ``min_weight``; see :func:`negligible_components`).
+    :param unit_frequency: take the cosine of components with frequency at most this as 1.
     :return: `(*batch, n, m)` covariance, or `(*batch, n)` with ``diag``.
     """
     d = x1.shape[-1]
     if weights.shape[-2] != d:
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
-    out = None
-    for j in range(d):
-        if diag:
-            tau = (x1[..., :, j] - x2[..., :, j]).unsqueeze(-1)  # (*b, n, 1)
-            wj, mj, sj = w[..., None, j, :], mu[..., None, j, :], s[..., None, j, :]  # (*kb, 1, Q)
-        else:
-            tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
-            wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
-        comp = dimension_factor(tau, wj, mj, sj)
-        out = comp if out is None else out * comp
+    if min_weight > 0 or unit_frequency > 0:
+        skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
+    else:
+        skip = unit = [frozenset()] * d
+    if x1.device.type == "cpu" and not diag:
+        out = _tiled_covariance(x1, x2, w, mu, s, tuple(skip), tuple(unit))
+    else:  # a few large elementwise operations per component suit an accelerator better than tiles
+        out = None
+        for j in range(d):
+            if diag:
+                tau = (x1[..., :, j] - x2[..., :, j]).unsqueeze(-1)  # (*b, n, 1)
+                wj, mj, sj = w[..., None, j, :], mu[..., None, j, :], s[..., None, j, :]  # (*kb, 1, Q)
+            else:
+                tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
+                wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
+            comp = dimension_factor(tau, wj, mj, sj, skip[j], unit[j])
+            out = comp if out is None else out * comp
     if outputscale is not None:
         os = outputscale.to(x1)
         out = out * (os[..., None] if diag else os[..., None, None])
     return out
+
+
+def _tiled_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, skip: tuple, unit: tuple) -> Tensor:
+    """The full matrix through :class:`~pfn_kernels.tiled_kernel.SpectralProduct` (flat batches)."""
+    (n, d), (m, q) = x1.shape[-2:], (x2.shape[-2], w.shape[-1])
+    kbatch = w.shape[:-2]
+    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2], kbatch)
+    flat = math.prod(batch)
+    a = x1.expand(*batch, n, d).reshape(flat, n, d)
+    b = x2.to(x1).expand(*batch, m, d).reshape(flat, m, d)
+    if kbatch:
+        w, mu, s = (t.expand(*batch, d, q).reshape(flat, d, q) for t in (w, mu, s))
+    else:
+        w, mu, s = (t.unsqueeze(0) for t in (w, mu, s))
+    return SpectralProduct.apply(a, b, w, mu, s, skip, unit).reshape(*batch, n, m)
 
 
 def spectral_density(omega: Tensor, params: SpectralParams) -> Tensor:

@@ -147,3 +147,16 @@ def test_regression_script_runs(weights, tmp_path):
                            "--out", str(tmp_path / "r.json"), "--no-plot", "--no-progress"])
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved and out
+
+
+def test_kernel_speed_script(tmp_path, capsys):
+    kernel_speed = load_script("kernel_speed")
+    out = kernel_speed.main(["--quick", "--sizes", "16", "--kernel-sizes", "12", "--threads", "1",
+                             "--out", str(tmp_path / "k.json"), "--plot", str(tmp_path / "k.png"),
+                             "--no-progress"])
+    saved = json.loads((tmp_path / "k.json").read_text())
+    assert len(saved["kernel"]) == 3 and (tmp_path / "k.png").is_file()
+    for row in saved["kernel"]:  # the library's tiled evaluation agrees with the plain formula
+        assert row["max_abs_difference"] < 1e-8 and row["tiled_ms"] > 0
+    assert out["acquisition"][0]["default STGP"]["seconds"] > 0
+    assert "| 16 |" in capsys.readouterr().out
