@@ -16,6 +16,9 @@ import torch
 
 from pfn_kernels.benchmarking import mean_stderr
 
+#: Where the scripts write their JSON and figures by default.
+RESULTS = Path(__file__).resolve().parent / "results"
+
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (or what :mod:`platform` knows)."""
@@ -72,6 +75,30 @@ def apply_preset(args: argparse.Namespace, presets: dict[str, dict[str, Any]]) -
     for key, value in presets["quick" if args.quick else "full"].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    name: str,
+    threads: int = 2,
+    plot: bool = True,
+    progress: bool = True,
+    by_preset: bool = False,
+) -> None:
+    """Add the options the scripts share: ``--threads``; ``--out``, the results JSON
+    (``RESULTS/<name>.json``); with ``plot``, ``--plot`` (``RESULTS/<name>.png``) and ``--no-plot``;
+    with ``progress``, ``--no-progress``. With ``by_preset`` the paths default to ``None``: the
+    script names them after its preset (``<name>_quick`` for ``--quick``)."""
+    parser.add_argument("--threads", type=int, default=threads, help=f"torch.set_num_threads ({threads})")
+    where = f"benchmarks/results/{name}" + ("[_quick]" if by_preset else "")
+    parser.add_argument("--out", type=Path, default=None if by_preset else RESULTS / f"{name}.json",
+                        help=f"results JSON ({where}.json)")
+    if plot:
+        parser.add_argument("--plot", type=Path, default=None if by_preset else RESULTS / f"{name}.png",
+                            help=f"figure PNG ({where}.png)")
+        parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def json_ready(obj: Any) -> Any:

@@ -69,7 +69,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import apply_preset, json_ready, machine_metadata, mean_se
+from benchmarks._common import (
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se,
+)
 from pfn_kernels.benchmarking import (
     METHOD_LABELS,
     METHODS,
@@ -331,17 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes (multiprocessing), each with 1 torch thread")
     parser.add_argument("--ray", action="store_true", help="distribute the runs with Ray")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads when running in this process (--workers 1)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the finished runs of an existing --out with the same settings")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON (benchmarks/results/bo.json; quick bo_quick.json)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG (benchmarks/results/bo_log_regret.png; "
-                        "quick bo_quick_log_regret.png)")
-    parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    add_run_arguments(parser, "bo", threads=1, by_preset=True)  # plot: <out stem>_log_regret.png
     return parser
 
 

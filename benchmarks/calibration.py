@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
-from benchmarks._common import json_ready, machine_metadata, mean_se, median_seconds  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    add_run_arguments, json_ready, machine_metadata, mean_se, median_seconds,
+)
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
@@ -76,9 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=f"evaluation seed offset (base {EVAL_SEED})")
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 256], help="timed n (d = 6)")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration.json"))
-    p.add_argument("--no-progress", action="store_true")
+    add_run_arguments(p, "calibration", plot=False)
     return p
 
 

@@ -71,7 +71,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import apply_preset, json_ready, machine_metadata, mean_se, median_seconds
+from benchmarks._common import (
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds,
+)
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
 from pfn_kernels.benchmarking import fit_surrogate
@@ -602,7 +604,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", type=int, default=50, help="context points per task")
     parser.add_argument("--targets", type=int, default=100, help="held-out points per task")
     parser.add_argument("--seed", type=int, default=0, help=f"evaluation seed offset (base {EVAL_SEED})")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--sm-restarts", type=int, default=None, help="SM(4)-MLL restarts (5; quick 2)")
     parser.add_argument("--sm-maxiter", type=int, default=None,
                         help="L-BFGS iterations per SM(4) restart (200; quick 100)")
@@ -611,11 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timing-sizes", nargs="+", default=None,
                         help="n or n:variant for the forward timing (100 1000 10000:scan; quick 2000:scan)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (20; quick 3)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/decoder_quality.json"))
+    add_run_arguments(parser, "decoder_quality", plot=False)
     parser.add_argument("--plots", type=Path, default=Path("benchmarks/results/"),
                         help="folder for the PNG plots")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return parser
 
 

@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import apply_preset, json_ready, machine_metadata
+from benchmarks._common import add_run_arguments, apply_preset, json_ready, machine_metadata
 from benchmarks.bo import load_weights, resolve_weights, sha256, write_json
 from pfn_kernels.benchmarking import METHOD_LABELS, METHODS, fit_surrogate, make_problem
 
@@ -336,13 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["amortized", "amortized_refine", "default"])
     parser.add_argument("--no-ax", action="store_true", help="skip the Ax part")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Ax runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON (benchmarks/results/fit_speed.json; quick fit_speed_quick.json)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG (benchmarks/results/fit_speed.png; quick fit_speed_quick.png)")
-    parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    add_run_arguments(parser, "fit_speed", threads=1, by_preset=True)
     return parser
 
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
-from benchmarks._common import json_ready, machine_metadata, mean_se  # noqa: E402
+from benchmarks._common import add_run_arguments, json_ready, machine_metadata, mean_se  # noqa: E402
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
@@ -113,10 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=50)
     p.add_argument("--targets", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help=f"evaluation seed offset (base {EVAL_SEED})")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/pooling_ablation.json"))
-    p.add_argument("--plot", type=Path, default=Path("benchmarks/results/pooling_ablation.png"))
-    p.add_argument("--no-progress", action="store_true")
+    add_run_arguments(p, "pooling_ablation")
     return p
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch
 from tqdm import tqdm
 
+from benchmarks._common import add_run_arguments, cpu_model  # noqa: E402
 from pfn_kernels import AmortizedSpectralKernel
 from pfn_kernels.prior import PriorConfig, sample_tasks
 
@@ -36,16 +37,6 @@ KERNEL_CASES = [
     (n, d, dtype) for n in (100, 1000) for d in (1, 6) for dtype in ("float32", "float64")
 ]
 BATCH_SIZE = 32
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, repeats: int, warmup: int = 2) -> dict[str, float]:
@@ -104,8 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_speed.json"))
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    add_run_arguments(parser, "prior_speed", plot=False, progress=False)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -64,7 +64,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import apply_preset, json_ready, machine_metadata, mean_se
+from benchmarks._common import (
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se,
+)
 from benchmarks.decoder_quality import (
     fit_default_stgp,
     fit_sm4,
@@ -330,11 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sm-restarts", type=int, default=None, help="SM(4)-MLL restarts (5; quick 2)")
     parser.add_argument("--sm-maxiter", type=int, default=None,
                         help="L-BFGS iterations per SM(4) restart (200; quick 50)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/regression.json"))
-    parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/regression.png"))
-    parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    add_run_arguments(parser, "regression")
     return parser
 
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 import torch
 
-from benchmarks._common import json_ready, machine_metadata
+from benchmarks._common import add_run_arguments, json_ready, machine_metadata
 
 HARTMANN6_MIN = -3.32237
 
@@ -226,10 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoints", type=int, nargs="*", default=[50, 200],
                    help="trials at which memory is recorded (and the last one)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--num-restarts", type=int, help="acquisition restarts (default: Ax's)")
     p.add_argument("--raw-samples", type=int, help="acquisition raw samples (default: Ax's)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
+    add_run_arguments(p, "soak", threads=1, plot=False, progress=False)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -284,6 +284,21 @@ class DecoderOutput:
 
 
 # ---------------------------------------------------------------------- the model
+def _keep_best(ll: Tensor, cand: Tensor, current: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
+    """Per batch member, the candidate with the highest log likelihood if it beats ``best``.
+
+    :param ll: `(C, B)` log likelihoods of C candidates.
+    :param cand: `(C, B, ...)` the candidates; ``current`` `(B, ...)` is kept where none is better.
+    :return: the chosen values `(B, ...)` and their log likelihoods `(B,)` (ties keep ``current``).
+    """
+    i = ll.argmax(0)
+    top = ll.gather(0, i[None])[0]
+    extra = (1,) * (cand.dim() - 2)
+    pick = cand.gather(0, i.view(1, -1, *extra).expand(1, *cand.shape[1:]))[0]
+    better = top > best
+    return torch.where(better.view(-1, *extra), pick, current), torch.where(better, top, best)
+
+
 class SpectralDecoder(nn.Module):
     r"""Reads a data set and returns the hyperparameters of a spectral-mixture GP.
 
@@ -469,21 +484,10 @@ class SpectralDecoder(nn.Module):
             sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
             return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc)  # tau (B, n, n, 1)
 
-        def take(ll: Tensor, cand: Tensor, best: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-            i = ll.argmax(0)
-            top = ll.gather(0, i[None])[0]
-            pick = cand.gather(0, i[None, :, None, None].expand(1, b, d, 1))[0]
-            better = top > best
-            return torch.where(better[:, None, None], pick, c), torch.where(better, top, best)
-
         def noise_step(k: Tensor, log_r: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
             lo, hi = math.log(self.config.min_noise_ratio), math.log(self.config.max_noise_ratio)
             cand = (log_r + noise[:, None]).clamp(lo, hi)  # (F, B)
-            ll = self.profile_log_likelihood(k, y, cand)
-            i = ll.argmax(0)
-            top = ll.gather(0, i[None])[0]
-            better = top > best
-            return torch.where(better, cand.gather(0, i[None])[0], log_r), torch.where(better, top, best)
+            return _keep_best(self.profile_log_likelihood(k, y, cand), cand, log_r, best)
 
         noise = torch.tensor(CALIBRATION_NOISE, dtype=log_r.dtype, device=log_r.device).log()
         c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
@@ -492,7 +496,7 @@ class SpectralDecoder(nn.Module):
         grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
         cand = c * grid[:, None, None, None]  # (G, B, d, 1)
         k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
-        c, best = take(self.profile_log_likelihood(k, y, log_r), cand, best, c)
+        c, best = _keep_best(self.profile_log_likelihood(k, y, log_r), cand, c, best)
         dims = [factor(j, c[:, j, 0]) for j in range(d)]
         log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
         steps = torch.tensor(CALIBRATION_STEPS, dtype=mu.dtype, device=mu.device)
@@ -502,7 +506,7 @@ class SpectralDecoder(nn.Module):
                 cand = c.repeat(len(steps), 1, 1, 1)
                 cand[:, :, j, 0] *= steps[:, None]
                 ll = self.profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r)
-                c, best = take(ll, cand, best, c)
+                c, best = _keep_best(ll, cand, c, best)
                 dims[j] = factor(j, c[:, j, 0])
             log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
         means, scales = dilate(c)
