@@ -34,6 +34,16 @@ def inputs(batch=3, n=5, m=7, d=3, q=3, shared=True, seed=0, dtype=DTYPE):
     return [t.requires_grad_() for t in (x1, x2, w / w.sum(-1, keepdim=True), mu, s)]
 
 
+def assert_matches_reference(args, skip, unit):
+    """Values and all five gradients of SpectralProduct equal those of :func:`reference`."""
+    k = SpectralProduct.apply(*args, skip, unit)
+    ref = reference(*args)
+    torch.testing.assert_close(k, ref, rtol=1e-12, atol=1e-14)
+    g = torch.randn_like(k)
+    for got, want in zip(torch.autograd.grad(k, args, g), torch.autograd.grad(ref, args, g)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 @pytest.fixture
 def small_tiles(monkeypatch):
     """Tiles of 16 entries, so that rows and batch members are split across many tiles."""
@@ -45,26 +55,13 @@ def small_tiles(monkeypatch):
 @pytest.mark.parametrize("shape", [(3, 5, 7, 3, 3), (2, 40, 30, 2, 4), (1, 1, 1, 1, 1)])
 def test_forward_and_gradients_match_reference(shared, shape):
     b, n, m, d, q = shape
-    args = inputs(b, n, m, d, q, shared)
-    skip = unit = (NONE,) * d
-    k = SpectralProduct.apply(*args, skip, unit)
-    ref = reference(*args)
-    torch.testing.assert_close(k, ref, rtol=1e-12, atol=1e-14)
-    g = torch.randn_like(k)
-    for got, want in zip(torch.autograd.grad(k, args, g), torch.autograd.grad(ref, args, g)):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert_matches_reference(inputs(b, n, m, d, q, shared), (NONE,) * d, (NONE,) * d)
 
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_many_small_tiles_give_the_same_values_and_gradients(small_tiles, shared):
     args = inputs(batch=3, n=9, m=5, d=3, q=2, shared=shared, seed=1)
-    skip = unit = (NONE,) * 3
-    k = SpectralProduct.apply(*args, skip, unit)
-    ref = reference(*args)
-    torch.testing.assert_close(k, ref, rtol=1e-12, atol=1e-14)
-    g = torch.randn_like(k)
-    for got, want in zip(torch.autograd.grad(k, args, g), torch.autograd.grad(ref, args, g)):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert_matches_reference(args, (NONE,) * 3, (NONE,) * 3)
 
 
 def test_gradcheck():
