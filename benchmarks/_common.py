@@ -53,6 +53,16 @@ def machine_metadata(threads: int) -> dict[str, Any]:
     }
 
 
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch and in the BLAS and OpenMP pools that numpy and scipy
+    load (``threadpoolctl``). Left at their default (one thread per core), those pools spin
+    against each other when several processes share a few cores, and timings lose their meaning."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
     """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
     for _ in range(warmup):
@@ -89,7 +99,7 @@ def add_run_arguments(
     (``RESULTS/<name>.json``); with ``plot``, ``--plot`` (``RESULTS/<name>.png``) and ``--no-plot``;
     with ``progress``, ``--no-progress``. With ``by_preset`` the paths default to ``None``: the
     script names them after its preset (``<name>_quick`` for ``--quick``)."""
-    parser.add_argument("--threads", type=int, default=threads, help=f"torch.set_num_threads ({threads})")
+    parser.add_argument("--threads", type=int, default=threads, help=f"CPU threads of torch and of the BLAS pools ({threads})")
     where = f"benchmarks/results/{name}" + ("[_quick]" if by_preset else "")
     parser.add_argument("--out", type=Path, default=None if by_preset else RESULTS / f"{name}.json",
                         help=f"results JSON ({where}.json)")

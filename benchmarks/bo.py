@@ -45,7 +45,7 @@ one panel per problem: log10 regret (floored at 1e-8) vs evaluations, mean +- st
 seeds. A Markdown table of the final regrets and the times is printed at the end.
 
 Parallelism: ``--workers N`` runs N processes (``multiprocessing``, spawn), each with
-``torch.set_num_threads(1)``; ``--ray`` distributes the runs with Ray (one CPU each) if it is
+``set_threads(1)``; ``--ray`` distributes the runs with Ray (one CPU each) if it is
 installed. Times measured in parallel runs include the contention between workers.
 """
 
@@ -70,7 +70,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads,
 )
 from pfn_kernels.benchmarking import (
     METHOD_LABELS,
@@ -172,11 +172,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _init_worker() -> None:
-    torch.set_num_threads(1)
+    set_threads(1)
 
 
 def _ray_job(job: dict[str, Any]) -> dict[str, Any]:
-    torch.set_num_threads(1)
+    set_threads(1)
     return run_job(job)
 
 
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.plot = args.plot or args.out.parent / f"{stem}_log_regret.png"
     if args.n_init < 2 or args.n_iter < 1 or args.seeds < 1:
         raise SystemExit("Need --n-init >= 2, --n-iter >= 1 and --seeds >= 1.")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     start = time.perf_counter()
     weights, card = resolve_weights(args.weights)
 

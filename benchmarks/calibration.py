@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 from benchmarks._common import (  # noqa: E402
-    add_run_arguments, json_ready, machine_metadata, mean_se, median_seconds,
+    add_run_arguments, json_ready, machine_metadata, mean_se, median_seconds, set_threads,
 )
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     decoder, path, card = resolve_weights(args.weights)
     default = decoder.config.calibrate
     try:

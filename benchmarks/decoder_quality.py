@@ -72,7 +72,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds, set_threads,
 )
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
@@ -623,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and plots) and return the results dictionary."""
     args = build_parser().parse_args(argv)
     apply_preset(args, PRESETS)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.no_progress
     start = time.perf_counter()
     decoder, path, card = resolve_weights(args.weights)

@@ -63,7 +63,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import add_run_arguments, apply_preset, json_ready, machine_metadata
+from benchmarks._common import (
+    add_run_arguments, apply_preset, json_ready, machine_metadata, set_threads,
+)
 from benchmarks.bo import load_weights, resolve_weights, sha256, write_json
 from pfn_kernels.benchmarking import METHOD_LABELS, METHODS, fit_surrogate, make_problem
 
@@ -347,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     stem = "fit_speed_quick" if args.quick else "fit_speed"
     args.out = args.out or ROOT / "benchmarks" / "results" / f"{stem}.json"
     args.plot = args.plot or args.out.parent / f"{stem}.png"
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     start = time.perf_counter()
     weights, card = resolve_weights(args.weights)
     decoder = load_weights(str(weights))

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 from benchmarks._common import (  # noqa: E402
-    add_run_arguments, apply_preset, json_ready, machine_metadata, median_seconds,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, median_seconds, set_threads,
 )
 
 D = 6
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     apply_preset(args, PRESETS)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     kernel_rows = kernel_timings(args.kernel_sizes, args.repeats)
     acq_rows = acquisition_timings(args.sizes, args.seed, not args.no_progress)
     out = {"meta": {**machine_metadata(args.threads), "settings": vars(args)},

@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
-from benchmarks._common import add_run_arguments, json_ready, machine_metadata, mean_se  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    add_run_arguments, json_ready, machine_metadata, mean_se, set_threads,
+)
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     decoders, meta = {}, {}
     for name, path in (("mqa", args.mqa), ("mean", args.mean)):
         decoder, target, card = resolve_weights(path)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch
 from tqdm import tqdm
 
-from benchmarks._common import add_run_arguments, cpu_model  # noqa: E402
+from benchmarks._common import add_run_arguments, cpu_model, set_threads  # noqa: E402
 from pfn_kernels import AmortizedSpectralKernel
 from pfn_kernels.prior import PriorConfig, sample_tasks
 
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     load_before = list(os.getloadavg())  # other processes on the machine skew wall-clock times
     prior, kernel = [], []
     cases = [("prior", c) for c in PRIOR_CASES] + [("kernel", c) for c in KERNEL_CASES]

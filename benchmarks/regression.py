@@ -65,7 +65,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads,
 )
 from benchmarks.decoder_quality import (
     fit_default_stgp,
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and the plot) and return the results dictionary."""
     args = build_parser().parse_args(argv)
     apply_preset(args, PRESETS)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     progress = not args.no_progress
     start = time.perf_counter()
     decoder, path, card = resolve_weights(args.weights)

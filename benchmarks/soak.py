@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 import torch
 
-from benchmarks._common import add_run_arguments, json_ready, machine_metadata
+from benchmarks._common import add_run_arguments, json_ready, machine_metadata, set_threads
 
 HARTMANN6_MIN = -3.32237
 
@@ -122,13 +122,9 @@ def make_client(num_sobol: int, decoder: str | None, seed: int,
         ]
     )
     client.configure_optimization(objective="-hartmann6")
-    strategy = amortized_generation_strategy(num_sobol=num_sobol, decoder=decoder, seed=seed)
-    if optimizer_kwargs:  # a smaller acquisition optimization than Ax's default (quick runs)
-        spec = strategy.nodes_by_name["AmortizedBO"].generator_specs[0]
-        spec.generator_gen_kwargs = {
-            **spec.generator_gen_kwargs,
-            "model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)},
-        }
+    # optimizer_kwargs: a smaller acquisition optimization than Ax's default (quick runs)
+    strategy = amortized_generation_strategy(num_sobol=num_sobol, decoder=decoder, seed=seed,
+                                             optimizer_kwargs=optimizer_kwargs)
     client.set_generation_strategy(strategy)
     return client
 
@@ -231,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(p, "soak", threads=1, plot=False, progress=False)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     optimizer_kwargs = {k: v for k, v in (("num_restarts", args.num_restarts),
                                           ("raw_samples", args.raw_samples)) if v is not None}
     results = run_soak(args.trials, args.num_sobol, args.decoder, args.seed,

@@ -268,7 +268,8 @@ def test_generation_strategy_options(decoder_path):
     assert config.mll_options == {"decoder": decoder_path}
     assert list(pax.amortized_generation_strategy(num_sobol=0).nodes_by_name) == ["AmortizedBO"]
 
-    refined = pax.amortized_generation_strategy(num_sobol=2, refine=True, refine_steps=4)
+    refined = pax.amortized_generation_strategy(num_sobol=2, refine=True, refine_steps=4,
+                                                optimizer_kwargs={"num_restarts": 3})
     encoded = object_to_json(refined, encoder_registry=CORE_ENCODER_REGISTRY,
                              class_encoder_registry=CORE_CLASS_ENCODER_REGISTRY)
     decoded = object_from_json(encoded, decoder_registry=CORE_DECODER_REGISTRY,
@@ -278,16 +279,28 @@ def test_generation_strategy_options(decoder_path):
     (config,) = spec.generator_kwargs["surrogate_spec"].model_configs
     assert config.botorch_model_class is AmortizedSingleTaskGP
     assert config.mll_options == {"refine": True, "refine_steps": 4}
+    assert spec.generator_gen_kwargs == {"model_gen_options": {"optimizer_kwargs": {"num_restarts": 3}}}
     with pytest.raises(TypeError, match="name or a path"):
         pax.amortized_generation_strategy(decoder=SpectralDecoder(DecoderConfig(width=16)))
 
 
-def test_client_bo_and_json_round_trip(decoder, decoder_path, tmp_path, mll_fits):
-    client = branin_client(
-        pax.amortized_generation_strategy(num_sobol=3, decoder=decoder_path, seed=0)
+def test_client_bo_and_json_round_trip(decoder, decoder_path, tmp_path, mll_fits, monkeypatch):
+    import ax.generators.torch.botorch_modular.acquisition as ax_acquisition
+
+    budgets = []
+    optimize = ax_acquisition.optimize_acqf
+
+    def spy(*args, **kwargs):
+        budgets.append((kwargs["num_restarts"], kwargs["raw_samples"]))
+        return optimize(*args, **kwargs)
+
+    monkeypatch.setattr(ax_acquisition, "optimize_acqf", spy)
+    strategy = pax.amortized_generation_strategy(
+        num_sobol=3, decoder=decoder_path, seed=0, optimizer_kwargs={"num_restarts": 3, "raw_samples": 24}
     )
+    client = branin_client(strategy)
     assert run_trials(client, 5) == ["Sobol"] * 3 + ["AmortizedBO"] * 2
-    assert mll_fits == []
+    assert mll_fits == [] and budgets == [(3, 24)] * 2
     model = client._generation_strategy.adapter.generator.surrogate.model
     assert isinstance(model, AmortizedSingleTaskGP)
     # The decoder read Ax's unit-cube inputs and set every hyperparameter.
@@ -306,7 +319,7 @@ def test_client_bo_and_json_round_trip(decoder, decoder_path, tmp_path, mll_fits
     assert run_trials(loaded, 1) == ["AmortizedBO"]
     assert isinstance(loaded._generation_strategy.adapter.generator.surrogate.model,
                       AmortizedSingleTaskGP)
-    assert mll_fits == []
+    assert mll_fits == [] and budgets[-1] == (3, 24)  # the budget was saved with the strategy
 
 
 def test_json_round_trip_of_stock_single_task_gp_config(decoder_path):
