@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import platform
@@ -109,6 +110,15 @@ def add_run_arguments(
         parser.add_argument("--no-plot", action="store_true", help="write no figure")
     if progress:
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def write_json(result: dict[str, Any], path: Path, indent: int = 2) -> None:
+    """Write ``result`` as strict JSON (:func:`json_ready`), atomically: a run that is stopped
+    while writing leaves the previous file intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(json_ready(result), indent=indent, allow_nan=False) + "\n")
+    os.replace(tmp, path)
 
 
 def json_ready(obj: Any) -> Any:

@@ -56,7 +56,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -70,7 +69,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads,
+    add_run_arguments, apply_preset, machine_metadata, mean_se, set_threads, write_json,
 )
 from pfn_kernels.benchmarking import (
     METHOD_LABELS,
@@ -302,14 +301,6 @@ def plot_grid(runs: list[dict[str, Any]], n_init: int, path: Path) -> Path:
     return path
 
 
-def write_json(result: dict[str, Any], path: Path) -> None:
-    """Strict JSON, written atomically (the file is rewritten after every run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(json_ready(result), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -408,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             bar.set_postfix_str(f"{run['problem']}/{run['method']}/seed {run['seed']}: "
                                 f"regret {run['regret'][-1]:.3g}")
             bar.update()
-            write_json(snapshot(), args.out)
+            write_json(snapshot(), args.out, indent=1)
 
     runs.sort(key=lambda r: (_problem_order(r["problem"]), METHODS.index(r["method"]), r["seed"]))
     result = snapshot()
@@ -422,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         result["plots"] = [str(plot_grid(runs, args.n_init, args.plot))]
     meta["runtime_s"] = time.perf_counter() - start
-    write_json(result, args.out)
+    write_json(result, args.out, indent=1)
     print()
     print(markdown_tables(result["summary"]))
     print(f"\nfinal simple regret after {args.n_init} + {args.n_iter} evaluations, mean ± s.e. "

@@ -16,7 +16,6 @@ n = 50, 100 and 256 with d = 6, both ways.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 from benchmarks._common import (  # noqa: E402
-    add_run_arguments, json_ready, machine_metadata, mean_se, median_seconds, set_threads,
+    add_run_arguments, machine_metadata, mean_se, median_seconds, set_threads, write_json,
 )
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
@@ -95,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = {"meta": {**machine_metadata(args.threads), "weights": str(path),
                     "steps": (card or {}).get("steps"), "settings": vars(args)},
            "quality": rows, "timing": times}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(json_ready(out), indent=2))
+    write_json(out, args.out)
     print("| d | tasks | gap, raw | gap, calibrated | MSE ratio, raw | MSE ratio, calibrated |")
     print("|---|---|---|---|---|---|")
     for d, r in rows.items():

@@ -72,7 +72,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds, set_threads,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds, set_threads, write_json,
 )
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
@@ -687,8 +687,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["summary"] = summarize(quality, speed)
     result["meta"]["runtime_s"] = time.perf_counter() - start
     result = json_ready(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_json(result, args.out)
     print_report(result)
     print(f"\nwrote {args.out}" + (f" and {len(plots)} plots in {args.plots}" if plots else "")
           + f" ({result['meta']['runtime_s']:.0f} s)")

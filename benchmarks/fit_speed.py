@@ -64,9 +64,9 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, set_threads,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, set_threads, write_json,
 )
-from benchmarks.bo import load_weights, resolve_weights, sha256, write_json
+from benchmarks.bo import load_weights, resolve_weights, sha256
 from pfn_kernels.benchmarking import METHOD_LABELS, METHODS, fit_surrogate, make_problem
 
 EVAL_SEED = 2026

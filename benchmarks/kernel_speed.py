@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
 import time
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 from benchmarks._common import (  # noqa: E402
-    add_run_arguments, apply_preset, json_ready, machine_metadata, median_seconds, set_threads,
+    add_run_arguments, apply_preset, machine_metadata, median_seconds, set_threads, write_json,
 )
 
 D = 6
@@ -241,8 +240,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     acq_rows = acquisition_timings(args.sizes, args.seed, not args.no_progress)
     out = {"meta": {**machine_metadata(args.threads), "settings": vars(args)},
            "kernel": kernel_rows, "acquisition": acq_rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(json_ready(out), indent=2) + "\n")
+    write_json(out, args.out)
     if not args.no_plot:
         plot(kernel_rows, acq_rows, args.plot)
     print("| case | plain (ms) | tiled (ms) | RBF (ms) |\n|---|---|---|---|")

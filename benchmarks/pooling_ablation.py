@@ -20,7 +20,6 @@ MSE ratio to the oracle. Writes a JSON and a plot of the gap against the number 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 from benchmarks._common import (  # noqa: E402
-    add_run_arguments, json_ready, machine_metadata, mean_se, set_threads,
+    add_run_arguments, machine_metadata, mean_se, set_threads, write_json,
 )
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
@@ -133,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = {str(d): evaluate(decoders, d, args) for d in args.dims}
     out = {"meta": {**machine_metadata(args.threads), "decoders": meta, "settings": vars(args)},
            "results": result}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(json_ready(out), indent=2))
+    write_json(out, args.out)
     plot(result, args.plot)
     print("| d | peaks | tasks | MQA gap | mean-pool gap | MQA MSE ratio | mean-pool MSE ratio |")
     print("|---|---|---|---|---|---|---|")

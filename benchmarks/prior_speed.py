@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch
 from tqdm import tqdm
 
-from benchmarks._common import add_run_arguments, cpu_model, set_threads  # noqa: E402
+from benchmarks._common import add_run_arguments, cpu_model, set_threads, write_json  # noqa: E402
 from pfn_kernels import AmortizedSpectralKernel
 from pfn_kernels.prior import PriorConfig, sample_tasks
 
@@ -124,8 +123,7 @@ def main() -> None:
         "prior": prior,
         "kernel": kernel,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
 
     print(f"prior throughput (batch {BATCH_SIZE}, {prior[0]['num_targets']} targets per task):")
     for r in prior:

@@ -48,7 +48,6 @@ units). Written: ``benchmarks/results/regression.json`` and a bar chart ``regres
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -65,7 +64,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads,
+    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads, write_json,
 )
 from benchmarks.decoder_quality import (
     fit_default_stgp,
@@ -406,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     result["meta"]["runtime_s"] = time.perf_counter() - start
     result = json_ready(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_json(result, args.out)
     print_report(result)
     print(f"\nwrote {args.out}" + (f" and {args.plot}" if plots else "")
           + f" ({result['meta']['runtime_s']:.0f} s)")

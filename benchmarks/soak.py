@@ -30,7 +30,6 @@ import argparse
 import collections
 import ctypes
 import gc
-import json
 import math
 import resource
 import statistics
@@ -46,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 
 import torch
 
-from benchmarks._common import add_run_arguments, json_ready, machine_metadata, set_threads
+from benchmarks._common import add_run_arguments, machine_metadata, set_threads, write_json
 
 HARTMANN6_MIN = -3.32237
 
@@ -234,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                        tuple(args.checkpoints), progress=not args.quiet,
                        optimizer_kwargs=optimizer_kwargs or None)
     results = {"machine": machine_metadata(args.threads), **results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(json_ready(results), indent=2) + "\n")
+    write_json(results, args.out)
     print(f"{results['failed_trials']} failed trials, best {results['best_value']:.4f}; "
           f"wrote {args.out}")
     return 0 if results["failed_trials"] == 0 else 1

@@ -9,22 +9,9 @@ import torch
 from pfn_kernels.network import load_decoder
 from pfn_kernels.training import Trainer, TrainConfig
 
-TINY = dict(
-    decoder={"width": 16, "num_heads": 2, "num_layers": 1, "num_bins": 8},
-    prior={"max_dims": 2},
-    max_context=24,
-    num_targets=16,
-    token_budget=256,
-    max_batch=8,
-    val_every=0,
-    ckpt_every=1000,
-    warmup_steps=2,
-    num_threads=1,
-)
 
-
-def test_short_training_lowers_loss(tmp_path):
-    cfg = TrainConfig(steps=60, lr=3e-3, seed=1, **TINY)
+def test_short_training_lowers_loss(tmp_path, tiny):
+    cfg = TrainConfig(steps=60, lr=3e-3, seed=1, **tiny)
     trainer = Trainer(cfg, tmp_path, progress=False)
     # fixed batch: the loss on it must drop as training proceeds on prior draws
     from pfn_kernels.prior import sample_tasks
@@ -42,8 +29,8 @@ def test_short_training_lowers_loss(tmp_path):
     load_decoder(tmp_path / "decoder.safetensors")  # loads cleanly
 
 
-def test_resume_matches_uninterrupted(tmp_path):
-    cfg = TrainConfig(steps=8, seed=3, **TINY)
+def test_resume_matches_uninterrupted(tmp_path, tiny):
+    cfg = TrainConfig(steps=8, seed=3, **tiny)
     full = Trainer(cfg, tmp_path / "full", progress=False)
     full.fit()
     part = Trainer(cfg, tmp_path / "part", progress=False)
@@ -55,8 +42,8 @@ def test_resume_matches_uninterrupted(tmp_path):
         assert torch.equal(a, b), k
 
 
-def test_nan_loss_step_is_skipped(tmp_path, monkeypatch):
-    cfg = TrainConfig(steps=3, seed=0, **TINY)
+def test_nan_loss_step_is_skipped(tmp_path, monkeypatch, tiny):
+    cfg = TrainConfig(steps=3, seed=0, **tiny)
     trainer = Trainer(cfg, tmp_path, progress=False)
     before = {k: v.clone() for k, v in trainer.decoder.state_dict().items()}
     real = trainer.objective.forward
@@ -74,9 +61,9 @@ def test_nan_loss_step_is_skipped(tmp_path, monkeypatch):
     assert lines[-1]["skipped"] is True
 
 
-def test_cli_and_ddp_two_cpu_processes(tmp_path):
+def test_cli_and_ddp_two_cpu_processes(tmp_path, tiny):
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps({**TINY, "steps": 3}))
+    cfg_path.write_text(json.dumps({**tiny, "steps": 3}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            "-m", "pfn_kernels.train", "--config", str(cfg_path), "--out", str(tmp_path / "ddp"), "--no-progress",

@@ -14,19 +14,6 @@ import torch.distributed as dist
 from pfn_kernels import train
 from pfn_kernels.training import Trainer, TrainConfig
 
-TINY = dict(
-    decoder={"width": 16, "num_heads": 2, "num_layers": 1, "num_bins": 8},
-    prior={"max_dims": 2},
-    max_context=16,
-    num_targets=8,
-    token_budget=128,
-    max_batch=4,
-    val_every=0,
-    ckpt_every=1000,
-    warmup_steps=1,
-    num_threads=1,
-)
-
 
 def inject_nan_at(trainer: Trainer, monkeypatch, step: int) -> None:
     real = trainer.objective.forward
@@ -38,8 +25,8 @@ def inject_nan_at(trainer: Trainer, monkeypatch, step: int) -> None:
     monkeypatch.setattr(trainer.objective, "forward", forward)
 
 
-def test_nan_step_inside_a_run_is_skipped_logged_and_not_propagated(tmp_path, monkeypatch, caplog):
-    trainer = Trainer(TrainConfig(steps=4, seed=2, **TINY), tmp_path, progress=False)
+def test_nan_step_inside_a_run_is_skipped_logged_and_not_propagated(tmp_path, monkeypatch, caplog, tiny):
+    trainer = Trainer(TrainConfig(steps=4, seed=2, **tiny), tmp_path, progress=False)
     inject_nan_at(trainer, monkeypatch, step=1)
     with caplog.at_level(logging.WARNING, logger="pfn_kernels.train"):
         trainer.fit()
@@ -52,13 +39,13 @@ def test_nan_step_inside_a_run_is_skipped_logged_and_not_propagated(tmp_path, mo
     assert json.loads((tmp_path / "decoder.json").read_text())["skipped_steps"] == 1
 
 
-def test_nan_step_under_ddp_keeps_processes_in_step(tmp_path, monkeypatch):
+def test_nan_step_under_ddp_keeps_processes_in_step(tmp_path, monkeypatch, tiny):
     """Every process skips together (one skipping its backward alone would hang the others)."""
     from torch.nn.parallel import DistributedDataParallel
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
-        trainer = Trainer(TrainConfig(steps=3, seed=0, **TINY), tmp_path / "run", progress=False)
+        trainer = Trainer(TrainConfig(steps=3, seed=0, **tiny), tmp_path / "run", progress=False)
         trainer.distributed = True
         trainer.model = DistributedDataParallel(trainer.objective, find_unused_parameters=True)
         inject_nan_at(trainer, monkeypatch, step=1)
@@ -72,14 +59,14 @@ def test_nan_step_under_ddp_keeps_processes_in_step(tmp_path, monkeypatch):
         dist.destroy_process_group()
 
 
-def test_bad_checkpoints_are_clear_errors(tmp_path):
-    cfg = TrainConfig(steps=1, seed=0, **TINY)
+def test_bad_checkpoints_are_clear_errors(tmp_path, tiny):
+    cfg = TrainConfig(steps=1, seed=0, **tiny)
     (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
     with pytest.raises(RuntimeError, match="unreadable"):
         Trainer(cfg, tmp_path, progress=False)
     good = Trainer(cfg, tmp_path / "good", progress=False)
     good.save_checkpoint()
-    other = TrainConfig(steps=1, seed=0, **{**TINY, "decoder": {**TINY["decoder"], "width": 32}})
+    other = TrainConfig(steps=1, seed=0, **{**tiny, "decoder": {**tiny["decoder"], "width": 32}})
     with pytest.raises(RuntimeError, match="does not fit this run's configuration"):
         Trainer(other, tmp_path / "good", progress=False)
 
