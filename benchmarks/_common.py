@@ -106,7 +106,7 @@ def add_run_arguments(
                         help=f"results JSON ({where}.json)")
     if plot:
         parser.add_argument("--plot", type=Path, default=None if by_preset else RESULTS / f"{name}.png",
-                            help=f"figure PNG ({where}.png)")
+                            help="figure PNG (" + ("next to --out" if by_preset else f"{where}.png") + ")")
         parser.add_argument("--no-plot", action="store_true", help="write no figure")
     if progress:
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")

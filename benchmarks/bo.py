@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray", action="store_true", help="distribute the runs with Ray")
     parser.add_argument("--resume", action="store_true",
                         help="keep the finished runs of an existing --out with the same settings")
-    add_run_arguments(parser, "bo", threads=1, by_preset=True)  # plot: <out stem>_log_regret.png
+    add_run_arguments(parser, "bo", threads=1, by_preset=True)  # plot: <--out stem>_log_regret.png
     return parser
 
 
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     apply_preset(args, PRESETS)
     stem = "bo_quick" if args.quick else "bo"
     args.out = args.out or ROOT / "benchmarks" / "results" / f"{stem}.json"
-    args.plot = args.plot or args.out.parent / f"{stem}_log_regret.png"
+    args.plot = args.plot or args.out.with_name(f"{args.out.stem}_log_regret.png")  # next to --out
     if args.n_init < 2 or args.n_iter < 1 or args.seeds < 1:
         raise SystemExit("Need --n-init >= 2, --n-iter >= 1 and --seeds >= 1.")
     set_threads(args.threads)

@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     apply_preset(args, PRESETS)
     stem = "fit_speed_quick" if args.quick else "fit_speed"
     args.out = args.out or ROOT / "benchmarks" / "results" / f"{stem}.json"
-    args.plot = args.plot or args.out.parent / f"{stem}.png"
+    args.plot = args.plot or args.out.with_suffix(".png")  # next to --out
     set_threads(args.threads)
     start = time.perf_counter()
     weights, card = resolve_weights(args.weights)
