@@ -123,9 +123,10 @@ def spectral_mixture_covariance(
         skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
     else:
         skip = unit = [frozenset()] * d
-    if x1.device.type == "cpu" and not diag:
+    if x1.device.type == "cpu" and not diag and not _functorch_active():
         out = _tiled_covariance(x1, x2, w, mu, s, tuple(skip), tuple(unit))
-    else:  # a few large elementwise operations per component suit an accelerator better than tiles
+    else:  # an accelerator (a few large operations per component suit it better than tiles),
+        # diagonals, and torch.func transforms (vmap, jacrev, ...), which need plain tensor ops
         out = None
         for j in range(d):
             if diag:
@@ -140,6 +141,12 @@ def spectral_mixture_covariance(
         os = outputscale.to(x1)
         out = out * (os[..., None] if diag else os[..., None, None])
     return out
+
+
+def _functorch_active() -> bool:
+    """Whether a ``torch.func`` transform is running (the tiled Function has no rules for them)."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def _tiled_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, skip: tuple, unit: tuple) -> Tensor:

@@ -131,3 +131,17 @@ def test_public_function_broadcasts_batches_like_the_plain_formula():
         for b in range(3):
             want = reference(x1[i], x2[None], w[b : b + 1], mu[b : b + 1], s[b : b + 1])[0]
             torch.testing.assert_close(k[i, b], want, rtol=1e-12, atol=1e-14)
+
+
+def test_torch_func_transforms_fall_back_to_plain_operations():
+    # The tiled Function has no vmap/functorch rules; inside torch.func the plain path is used.
+    g = torch.Generator().manual_seed(8)
+    x1, x2 = torch.rand(4, 2, generator=g, dtype=DTYPE), torch.rand(3, 2, generator=g, dtype=DTYPE)
+    w = torch.full((2, 2), 0.5, dtype=DTYPE)
+    mu, s = torch.rand(2, 2, generator=g, dtype=DTYPE), torch.rand(2, 2, generator=g, dtype=DTYPE)
+    f = lambda a: spectral_mixture_covariance(a, x2, w, mu, s).sum()  # noqa: E731
+    jac = torch.func.grad(f)(x1)
+    a = x1.clone().requires_grad_()
+    torch.testing.assert_close(jac, torch.autograd.grad(f(a), a)[0], rtol=1e-12, atol=1e-14)
+    batched = torch.func.vmap(lambda a: spectral_mixture_covariance(a, x2, w, mu, s))(x1[:, None])
+    torch.testing.assert_close(batched[:, 0], spectral_mixture_covariance(x1, x2, w, mu, s))
