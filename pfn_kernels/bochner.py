@@ -25,9 +25,7 @@ import torch
 from torch import Tensor
 
 from pfn_kernels.spectral_params import SpectralParams
-from pfn_kernels.tiled_kernel import SpectralProduct
-
-TWO_PI_SQ = 2.0 * math.pi**2
+from pfn_kernels.tiled_kernel import TWO_PI, TWO_PI_SQ, SpectralProduct
 
 
 def dimension_factor(
@@ -55,7 +53,7 @@ def dimension_factor(
             continue
         term = torch.exp(t2 * (-TWO_PI_SQ * scales[..., q].square()))
         if q not in unit_cosine:
-            term = term * torch.cos(t * (2 * math.pi * means[..., q]))
+            term = term * torch.cos(t * (TWO_PI * means[..., q]))
         out = term * weights[..., q] if out is None else torch.addcmul(out, term, weights[..., q])
     if out is None:  # every component skipped: the factor is 0
         out = torch.zeros_like(t2 * weights[..., 0])

@@ -94,6 +94,18 @@ def _axpy(out: Tensor, x: Tensor, alpha, first: bool) -> None:
         out.addcmul_(x, alpha)
 
 
+def _component(tau: Tensor, t2: Tensor, cq, aq, periodic: bool, e: Tensor, c: Tensor,  # noqa: ANN001
+               angle: Tensor) -> Tensor:
+    r"""One component's term :math:`e^{c\tau^2}\cos(a\tau)`: ``e`` gets the exponential,
+    ``angle`` gets :math:`a\tau` (kept for a sine), and the term is returned (``e`` itself without
+    the cosine, else ``c``)."""
+    torch.mul(t2, cq, out=e).exp_()
+    if not periodic:
+        return e
+    torch.mul(tau, aq, out=angle)
+    return torch.cos(angle, out=c).mul_(e)
+
+
 def _factor(out: Tensor, tau: Tensor, t2: Tensor, e: Tensor, c: Tensor, coefs: _Coefficients,
             tile: slice, j: int, comps: list[int], unit: frozenset[int]) -> None:
     """``out = F_j(tau)`` over the components ``comps`` (0 when there are none)."""
@@ -101,11 +113,7 @@ def _factor(out: Tensor, tau: Tensor, t2: Tensor, e: Tensor, c: Tensor, coefs: _
         out.zero_()
     for i, q in enumerate(comps):
         w, cq, aq, _ = coefs.at(tile, j, q)
-        torch.mul(t2, cq, out=e).exp_()
-        if q not in unit:
-            torch.mul(tau, aq, out=c).cos_()
-            e.mul_(c)
-        _axpy(out, e, w, i == 0)
+        _axpy(out, _component(tau, t2, cq, aq, q not in unit, e, c, c), w, i == 0)
 
 
 def _differences(tau: Tensor, t2: Tensor, x1: Tensor, x2: Tensor, j: int) -> None:
@@ -200,16 +208,13 @@ def _factor_and_slope(f: Tensor, df: Tensor, tau: Tensor, t2: Tensor, bufs: list
         df.zero_()
     for i, q in enumerate(comps):
         w, cq, aq, _ = coefs.at(tile, j, q)
-        torch.mul(t2, cq, out=e).exp_()
-        if q in unit:
-            ec = e
-        else:
-            torch.mul(tau, aq, out=sn)
-            ec = torch.cos(sn, out=c).mul_(e)
+        periodic = q not in unit
+        ec = _component(tau, t2, cq, aq, periodic, e, c, sn)
+        if periodic:
             sn.sin_().mul_(e)  # E sin
         _axpy(f, ec, w, i == 0)
         torch.mul(ec, tau, out=term).mul_(2 * cq)
-        if q not in unit:
+        if periodic:
             term.sub_(sn.mul_(aq))
         _axpy(df, term, w, i == 0)
 
@@ -267,12 +272,8 @@ def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tens
                 _differences(tau, t2, a, b, j)
                 for q in comps[j]:
                     w, cq, aq, sq = coefs.at(bt, j, q)
-                    torch.mul(t2, cq, out=e).exp_()  # E
                     periodic = q not in unit[j]
-                    ec = e
-                    if periodic:
-                        torch.mul(tau, aq, out=sn)
-                        ec = torch.cos(sn, out=c).mul_(e)  # E cos
+                    ec = _component(tau, t2, cq, aq, periodic, e, c, sn)  # E cos; E in e
                     if need_w:
                         add(g_w, bt, j, q, torch.mul(ec, r, out=term), 1.0)
                     if need_s:  # d/ds e^{-2 pi^2 s^2 tau^2} = -4 pi^2 s tau^2 e^{...}
