@@ -40,7 +40,10 @@ Outputs (default ``benchmarks/results/bo.json`` and ``bo_log_regret.png``; ``bo_
 fit and acquisition times per step, wall and CPU time, failures and warning counts; per problem
 and method the final regret (mean, standard error, median) and the final log10 regret; per method
 the total fit, acquisition and wall times; the metadata of the machine and the weights. The JSON is
-rewritten after every finished run, so ``--resume`` continues an interrupted benchmark. The PNG is
+rewritten after every finished run, so ``--resume`` continues an interrupted benchmark; it keeps
+every finished run of the file (runs of problems, methods or seeds not asked for again included),
+so a slow method can be added with fewer seeds. Where the methods of a problem ran on different
+seeds, the summary also compares them on the seeds they share (``common_seeds``). The PNG is
 one panel per problem: log10 regret (floored at 1e-8) vs evaluations, mean +- standard error over
 seeds. A Markdown table of the final regrets and the times is printed at the end.
 
@@ -209,27 +212,27 @@ def execute(jobs: list[dict[str, Any]], workers: int, use_ray: bool) -> Iterator
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Final regret per problem and method; total times per method."""
     final: dict[str, dict[str, Any]] = {}
+    common: dict[str, dict[str, Any]] = {}
     for problem in sorted({r["problem"] for r in runs}, key=_problem_order):
         final[problem] = {}
-        for method in METHODS:
-            rs = [r for r in runs if r["problem"] == problem and r["method"] == method]
-            if not rs:
-                continue
-            regrets = [r["regret"][-1] for r in rs]
-            logs = [math.log10(max(x, REGRET_FLOOR)) for x in regrets]
-            mean, se = mean_se(regrets)
-            log_mean, log_se = mean_se(logs)
+        by_method = {m: [r for r in runs if r["problem"] == problem and r["method"] == m]
+                     for m in METHODS}
+        by_method = {m: rs for m, rs in by_method.items() if rs}
+        for method, rs in by_method.items():
             final[problem][method] = {
                 "runs": len(rs),
                 "seeds": sorted(r["seed"] for r in rs),
-                "final_regret_mean": mean,
-                "final_regret_se": se,
-                "final_regret_median": statistics.median(regrets),
-                "final_log10_regret_mean": log_mean,
-                "final_log10_regret_se": log_se,
+                **_final_regret(rs),
+                "final_regret_median": statistics.median(r["regret"][-1] for r in rs),
                 "runs_with_failures": sum(bool(r["failures"]) for r in rs),
                 "failures": sum(len(r["failures"]) for r in rs),
             }
+        seed_sets = [{r["seed"] for r in rs} for rs in by_method.values()]
+        shared = set.intersection(*seed_sets)
+        if len({frozenset(s) for s in seed_sets}) > 1 and shared:
+            common[problem] = {"seeds": sorted(shared)} | {
+                m: _final_regret([r for r in rs if r["seed"] in shared])
+                for m, rs in by_method.items()}
     timing = {}
     for method in METHODS:
         rs = [r for r in runs if r["method"] == method]
@@ -246,7 +249,19 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "fit_time_per_step_median_s": statistics.median(steps) if steps else math.nan,
             "acq_time_per_step_median_s": statistics.median(acq) if acq else math.nan,
         }
-    return {"final_regret": final, "timing": timing}
+    summary = {"final_regret": final, "timing": timing}
+    if common:
+        summary["common_seeds"] = common
+    return summary
+
+
+def _final_regret(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean and standard error of the final regret and of its log10 (floored) over ``runs``."""
+    regrets = [r["regret"][-1] for r in runs]
+    mean, se = mean_se(regrets)
+    log_mean, log_se = mean_se([math.log10(max(x, REGRET_FLOOR)) for x in regrets])
+    return {"final_regret_mean": mean, "final_regret_se": se,
+            "final_log10_regret_mean": log_mean, "final_log10_regret_se": log_se}
 
 
 def _problem_order(name: str) -> int:
@@ -259,13 +274,23 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     methods = [m for m in METHODS if any(m in v for v in final.values())]
     lines = ["| problem | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for problem, entry in final.items():
+        most = max(e["runs"] for e in entry.values())
         cells = []
         for m in methods:
             e = entry.get(m)
             cells.append("—" if e is None else
                          f"{e['final_regret_mean']:.3g} ± {e['final_regret_se']:.2g}"
+                         + (f" (n = {e['runs']})" if e["runs"] < most else "")
                          + (f" ({e['failures']} fail.)" if e["failures"] else ""))
         lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+    if summary.get("common_seeds"):
+        lines += ["", "Final log10 regret on the seeds all methods of a problem share:", "",
+                  "| problem | seeds | " + " | ".join(methods) + " |",
+                  "|---" * (len(methods) + 2) + "|"]
+        for problem, entry in summary["common_seeds"].items():
+            cells = ["—" if m not in entry else f"{entry[m]['final_log10_regret_mean']:.2f} ± "
+                     f"{entry[m]['final_log10_regret_se']:.2f}" for m in methods]
+            lines.append(f"| {problem} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
     lines += ["", "| method | runs | fit total (s) | acq. total (s) | wall total (s) | "
               "fit/step median (s) |", "|---|---|---|---|---|---|"]
     for m, t in timing.items():
@@ -291,8 +316,12 @@ def plot_grid(runs: list[dict[str, Any]], n_init: int, path: Path) -> Path:
             continue
         by_method = {m: [r for r in runs if r["problem"] == problems[i] and r["method"] == m]
                      for m in METHODS}
-        seeds = max(len(v) for v in by_method.values())
-        plot_log_regret(ax, by_method, n_init, title=f"{problems[i]} ({seeds} seeds)")
+        counts = {len(v) for v in by_method.values() if v}
+        seeds = f"{max(counts)} seeds" if len(counts) == 1 else \
+            f"{min(counts)}–{max(counts)} seeds, see legend"
+        labels = ({m: f"{METHOD_LABELS[m]} (n = {len(v)})" for m, v in by_method.items()}
+                  if len(counts) > 1 else None)
+        plot_log_regret(ax, by_method, n_init, title=f"{problems[i]} ({seeds})", labels=labels)
         ax.set_xlabel("evaluations")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2)
@@ -325,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes (multiprocessing), each with 1 torch thread")
     parser.add_argument("--ray", action="store_true", help="distribute the runs with Ray")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the finished runs of an existing --out with the same settings")
+                        help="keep every finished run of an existing --out (same settings "
+                             "required) and run only the missing (problem, method, seed)")
     add_run_arguments(parser, "bo", threads=1, by_preset=True)  # plot: <--out stem>_log_regret.png
     return parser
 
@@ -353,11 +383,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     if args.resume and args.out.is_file():
         previous = json.loads(args.out.read_text())
-        wanted = {(j["problem"], j["method"], j["seed"]) for j in jobs}
         same = all(previous.get("meta", {}).get("settings", {}).get(k) == v
                    for k, v in settings.items())
-        runs = [r for r in previous.get("runs", [])
-                if same and (r["problem"], r["method"], r["seed"]) in wanted]
+        if not same:
+            raise SystemExit(f"--resume: {args.out} was run with other settings "
+                             f"({previous.get('meta', {}).get('settings')}); choose another --out.")
+        # Every finished run stays, also those of problems, methods or seeds not asked for now:
+        # a slow method can be added with fewer seeds without dropping the others' runs.
+        runs = list(previous.get("runs", []))
         done = {(r["problem"], r["method"], r["seed"]) for r in runs}
         jobs = [j for j in jobs if (j["problem"], j["method"], j["seed"]) not in done]
         print(f"resuming: {len(runs)} finished runs kept, {len(jobs)} to go")
@@ -407,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p: {"description": sorted({r["description"] for r in runs if r["problem"] == p}),
             "optimal_value_by_seed": {str(r["seed"]): r["optimal_value"]
                                       for r in runs if r["problem"] == p}}
-        for p in args.problems
+        for p in sorted({r["problem"] for r in runs}, key=_problem_order)
     }
     if not args.no_plot and runs:
         args.plot.parent.mkdir(parents=True, exist_ok=True)

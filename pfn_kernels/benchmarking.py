@@ -559,14 +559,21 @@ def log_regret_curves(results: list[BOResult | dict[str, Any]]) -> tuple[Tensor,
 
 
 def plot_log_regret(ax: Any, results_by_method: dict[str, list[Any]], n_init: int,
-                    title: str = "") -> None:
-    """Draw mean +- standard error of log10 regret vs evaluations on a matplotlib axis."""
+                    title: str = "", labels: dict[str, str] | None = None) -> None:
+    """Draw mean +- standard error of log10 regret vs evaluations on a matplotlib axis.
+
+    Each method of :data:`METHODS` keeps its colour across panels (``C0``, ``C1``, ... in that
+    order); ``labels`` overrides the legend entry of a method (default :data:`METHOD_LABELS`).
+    """
+    labels = labels or {}
     for method, results in results_by_method.items():
         if not results:
             continue
         mean, se = log_regret_curves(results)
         x = torch.arange(1, len(mean) + 1)
-        line, = ax.plot(x, mean, label=METHOD_LABELS.get(method, method))
+        color = f"C{METHODS.index(method)}" if method in METHODS else None
+        line, = ax.plot(x, mean, color=color,
+                        label=labels.get(method, METHOD_LABELS.get(method, method)))
         ax.fill_between(x, mean - se, mean + se, alpha=0.2, color=line.get_color())
     ax.axvline(n_init + 0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("function evaluations (Sobol design left of the dotted line)")

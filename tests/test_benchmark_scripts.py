@@ -60,6 +60,30 @@ def test_bo_script_writes_json_plot_and_summary(weights, tmp_path, capsys):
     assert [r["wall_time"] for r in again["runs"]] == [r["wall_time"] for r in result["runs"]]
 
 
+def test_bo_script_resume_adds_a_method_on_fewer_seeds(weights, tmp_path, capsys):
+    """--resume keeps every finished run; methods with other seeds are compared on shared ones."""
+    bo = load_script("bo")
+    first = bo.main(bo_args(weights, tmp_path, "--methods", "default_stgp", "--seeds", "2",
+                            "--no-plot"))
+    assert {r["seed"] for r in first["runs"]} == {0, 1}
+    result = bo.main(bo_args(weights, tmp_path, "--methods", "amortized", "--resume"))
+    assert sorted((r["method"], r["seed"]) for r in result["runs"]) == [
+        ("amortized", 0), ("default_stgp", 0), ("default_stgp", 1)]
+    final = result["summary"]["final_regret"]["branin"]
+    assert final["amortized"]["runs"] == 1 and final["default_stgp"]["runs"] == 2
+    common = result["summary"]["common_seeds"]["branin"]
+    assert common["seeds"] == [0]
+    seed0 = next(r for r in result["runs"] if r["method"] == "default_stgp" and r["seed"] == 0)
+    assert common["default_stgp"]["final_regret_mean"] == pytest.approx(seed0["regret"][-1])
+    out = capsys.readouterr().out
+    assert "(n = 1)" in out and "seeds all methods of a problem share" in out
+    assert (tmp_path / "bo.png").stat().st_size > 1000
+
+    # Other settings in the same file are refused instead of being overwritten.
+    with pytest.raises(SystemExit, match="other settings"):
+        bo.main(bo_args(weights, tmp_path, "--n-iter", "2", "--resume"))
+
+
 def test_bo_script_ray_path(weights, tmp_path, monkeypatch):
     """--ray submits every run as a remote task (a stand-in module replaces Ray here)."""
     bo = load_script("bo")
