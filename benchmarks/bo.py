@@ -43,7 +43,8 @@ the total fit, acquisition and wall times; the metadata of the machine and the w
 rewritten after every finished run, so ``--resume`` continues an interrupted benchmark; it keeps
 every finished run of the file (runs of problems, methods or seeds not asked for again included),
 so a slow method can be added with fewer seeds. Where the methods of a problem ran on different
-seeds, the summary also compares them on the seeds they share (``common_seeds``). The PNG is
+seeds, the summary also compares them on the seeds they share (``common_seeds``), and
+``meta.invocations`` lists the calls that added runs. The PNG is
 one panel per problem: log10 regret (floored at 1e-8) vs evaluations, mean +- standard error over
 seeds. A Markdown table of the final regrets and the times is printed at the end.
 
@@ -381,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for s in range(args.seeds) for p in args.problems for m in args.methods
     ]
     runs: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []  # the invocations whose runs the file holds
     if args.resume and args.out.is_file():
         previous = json.loads(args.out.read_text())
         same = all(previous.get("meta", {}).get("settings", {}).get(k) == v
@@ -391,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # Every finished run stays, also those of problems, methods or seeds not asked for now:
         # a slow method can be added with fewer seeds without dropping the others' runs.
         runs = list(previous.get("runs", []))
+        old = previous.get("meta", {})
+        history = old.get("invocations") or [{  # a file from before invocations were kept
+            "args": old.get("args"), "date": old.get("machine", {}).get("date"),
+            "runs_added": len(runs), "note": "the last call before; earlier calls not recorded"}]
         done = {(r["problem"], r["method"], r["seed"]) for r in runs}
         jobs = [j for j in jobs if (j["problem"], j["method"], j["seed"]) not in done]
         print(f"resuming: {len(runs)} finished runs kept, {len(jobs)} to go")
@@ -404,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "model_card_validation": None if card is None else card.get("validation"),
         },
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "invocations": history,
         "settings": settings,
         "parallel": ("ray" if args.ray else f"{args.workers} process(es)"),
         "acquisition": f"qLogNoisyExpectedImprovement(X_baseline=all points, prune_baseline=True), "
@@ -414,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   "[0, 1]^d); targets standardized by each model's default Standardize",
         "regret": "simple regret optimal_value - best observed value after each evaluation "
                   f"(plots: log10 of max(regret, {REGRET_FLOOR:g}))",
-        "methods": {m: METHOD_LABELS[m] for m in args.methods},
+        "methods": {m: METHOD_LABELS[m] for m in METHODS
+                    if m in args.methods or any(r["method"] == m for r in runs)},
         "gp_prior_problems": "kernel from pfn_kernels.prior.families.sample_kernels(PriorConfig()) "
                              "with generator seed 4242 + 1000*d + seed; 4096 random Fourier "
                              "features of its spectral mixture (input warping applied), unit "
@@ -422,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "+ L-BFGS-B from the 10 best",
         "runtime_s": None,
     }
+
+    history.append({"args": meta["args"], "date": meta["machine"]["date"], "runs_added": len(jobs)})
 
     def snapshot() -> dict[str, Any]:
         return {"meta": meta, "summary": summarize(runs) if runs else {}, "runs": runs}

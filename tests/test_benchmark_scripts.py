@@ -78,6 +78,9 @@ def test_bo_script_resume_adds_a_method_on_fewer_seeds(weights, tmp_path, capsys
     out = capsys.readouterr().out
     assert "(n = 1)" in out and "seeds all methods of a problem share" in out
     assert (tmp_path / "bo.png").stat().st_size > 1000
+    assert [i["runs_added"] for i in result["meta"]["invocations"]] == [2, 1]
+    assert result["meta"]["invocations"][1]["args"]["methods"] == ["amortized"]
+    assert set(result["meta"]["methods"]) == {"amortized", "default_stgp"}
 
     # Other settings in the same file are refused instead of being overwritten.
     with pytest.raises(SystemExit, match="other settings"):
