@@ -216,9 +216,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     common: dict[str, dict[str, Any]] = {}
     for problem in sorted({r["problem"] for r in runs}, key=_problem_order):
         final[problem] = {}
-        by_method = {m: [r for r in runs if r["problem"] == problem and r["method"] == m]
-                     for m in METHODS}
-        by_method = {m: rs for m, rs in by_method.items() if rs}
+        by_method = _runs_by_method(runs, problem)
         for method, rs in by_method.items():
             final[problem][method] = {
                 "runs": len(rs),
@@ -254,6 +252,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if common:
         summary["common_seeds"] = common
     return summary
+
+
+def _runs_by_method(runs: list[dict[str, Any]], problem: str) -> dict[str, list[dict[str, Any]]]:
+    """The runs of ``problem`` per method, in the order of :data:`METHODS`, methods without runs
+    left out."""
+    by_method = {m: [r for r in runs if r["problem"] == problem and r["method"] == m]
+                 for m in METHODS}
+    return {m: rs for m, rs in by_method.items() if rs}
 
 
 def _final_regret(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -315,9 +321,8 @@ def plot_grid(runs: list[dict[str, Any]], n_init: int, path: Path) -> Path:
         if i >= len(problems):
             ax.set_visible(False)
             continue
-        by_method = {m: [r for r in runs if r["problem"] == problems[i] and r["method"] == m]
-                     for m in METHODS}
-        counts = {len(v) for v in by_method.values() if v}
+        by_method = _runs_by_method(runs, problems[i])
+        counts = {len(v) for v in by_method.values()}
         seeds = f"{max(counts)} seeds" if len(counts) == 1 else \
             f"{min(counts)}–{max(counts)} seeds, see legend"
         labels = ({m: f"{METHOD_LABELS[m]} (n = {len(v)})" for m, v in by_method.items()}
