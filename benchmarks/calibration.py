@@ -30,6 +30,7 @@ from benchmarks._common import (  # noqa: E402
     add_run_arguments, machine_metadata, mean_se, median_seconds, set_threads, write_json,
 )
 from benchmarks.decoder_quality import amortized_scores, resolve_weights  # noqa: E402
+from pfn_kernels.inference import InferenceConfig, decode_spectral_params  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
 EVAL_SEED = 5151
@@ -42,8 +43,7 @@ def quality(decoder: Any, d: int, args: argparse.Namespace) -> dict[str, Any]:
     oracle = batch.oracle_scores()
     row: dict[str, Any] = {"tasks": args.tasks}
     for name, on in (("raw", False), ("calibrated", True)):
-        decoder.config.calibrate = on
-        scores, _, _ = amortized_scores(decoder, batch)
+        scores, _, _ = amortized_scores(decoder, batch, InferenceConfig(calibrate=on))
         gap, se = mean_se((scores.target_nll - oracle.target_nll).tolist())
         row[name] = {"gap": gap, "gap_se": se,
                      "mse_ratio": float(scores.target_mse.mean() / oracle.target_mse.mean())}
@@ -60,9 +60,9 @@ def timing(decoder: Any, sizes: Sequence[int], repeats: int) -> list[dict[str, A
         y = (y - y.mean()) / y.std()
         row: dict[str, Any] = {"n": n, "d": 6}
         for name, on in (("raw", False), ("calibrated", True)):
-            decoder.config.calibrate = on
-            with torch.no_grad():
-                row[f"{name}_ms"] = 1000 * median_seconds(lambda: decoder(X, y), repeats)[0]
+            config = InferenceConfig(calibrate=on)
+            row[f"{name}_ms"] = 1000 * median_seconds(
+                lambda: decode_spectral_params(X, y, decoder, config), repeats)[0]
         out.append(row)
     return out
 
@@ -85,12 +85,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     set_threads(args.threads)
     decoder, path, card = resolve_weights(args.weights)
-    default = decoder.config.calibrate
-    try:
-        rows = {str(d): quality(decoder, d, args) for d in tqdm(args.dims, desc="dims", disable=args.no_progress)}
-        times = timing(decoder, args.sizes, args.repeats)
-    finally:
-        decoder.config.calibrate = default
+    rows = {str(d): quality(decoder, d, args) for d in tqdm(args.dims, desc="dims", disable=args.no_progress)}
+    times = timing(decoder, args.sizes, args.repeats)
     out = {"meta": {**machine_metadata(args.threads), "weights": str(path),
                     "steps": (card or {}).get("steps"), "settings": vars(args)},
            "quality": rows, "timing": times}

@@ -33,7 +33,7 @@ Everything is measured on CPU with ``torch.set_num_threads(--threads)``.
    by ``exact_gp_scores``. Reported: mean +- standard error of the NLL gap, the MSE ratio to the
    oracle (ratio of mean MSEs), the fraction of tasks where the amortized NLL is lower than each
    baseline's, fit times, failures, and the gap per kernel family.
-2. Speed: median forward time of the decoder for one task with d = 6 (``decoder(X, y)`` including
+2. Speed: median forward time of the decoder for one task with d = 6 (``decode_spectral_params`` including
    the profile-likelihood outputscale, and the network pass alone), at n = 100 and 1000 with the
    weights' own attention and n = 10000 with ``attention="scan"`` (same weights).
 3. Paper-fidelity probes (arXiv 2601.21731 reports Pearson rho_H = 0.86, rho_V = 0.19): on 1D
@@ -78,9 +78,10 @@ from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
 from pfn_kernels.benchmarking import fit_surrogate
 from pfn_kernels.exact_gp import LOG_2PI, exact_gp_scores
+from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder
 from pfn_kernels.network.weights import weights_path
-from pfn_kernels.outputscale import alpha_estimator
+from pfn_kernels.inference.outputscale import alpha_estimator
 from pfn_kernels.prior import FAMILIES, PriorConfig, TaskBatch, sample_tasks
 
 #: Base seed of every evaluation generator (training uses seeds 0.. and validation 12345).
@@ -155,11 +156,13 @@ def resolve_weights(path: str | None) -> tuple[SpectralDecoder, Path, dict[str, 
 
 
 # ---------------------------------------------------------------------- scores
-def amortized_scores(decoder: SpectralDecoder, batch: TaskBatch) -> tuple[Any, SpectralParams, float]:
-    """GP scores of the decoded kernels of a batch, the decoded parameters, and the decode time."""
+def amortized_scores(
+    decoder: SpectralDecoder, batch: TaskBatch, config: InferenceConfig | None = None
+) -> tuple[Any, SpectralParams, float]:
+    """GP scores of the decoded kernels of a batch, the decoded parameters, and the decode time
+    (the whole pass: network and inference stages with ``config``, default InferenceConfig())."""
     start = time.perf_counter()
-    with torch.no_grad():
-        params = decoder(batch.x_context, batch.y_context)  # float64 in, float64 out
+    params = decode_spectral_params(batch.x_context, batch.y_context, decoder, config)  # float64 out
     elapsed = time.perf_counter() - start
     kernel = AmortizedSpectralKernel(
         num_mixtures=params.num_mixtures, batch_shape=params.batch_shape
@@ -357,8 +360,8 @@ def timing(decoder: SpectralDecoder, sizes: Sequence[str], repeats: int, seed: i
         y = (y - y.mean()) / y.std()
         reps = repeats if n <= 1000 else max(3, repeats // 4)
         with torch.no_grad():
-            full, _ = median_seconds(lambda: net(x, y), reps)
-            network, _ = median_seconds(lambda: net.decode(x[None], y[None]), reps)
+            full, _ = median_seconds(lambda: decode_spectral_params(x, y, net), reps)
+            network, _ = median_seconds(lambda: net(x[None], y[None]), reps)
         target = TIMING_TARGETS_MS.get(n)
         rows.append({
             "n": n,
@@ -414,9 +417,9 @@ def probes(decoder: SpectralDecoder, num_tasks: int, seed: int, progress: bool) 
     for size in tqdm(chunks, desc="probes", leave=False, disable=not progress):
         batch = sample_tasks(prior, size, gen, num_dims=1, num_context=PROBE_CONTEXT, num_targets=0)
         with torch.no_grad():
-            out = decoder.decode(batch.x_context.float(), batch.y_context.float())
-        hidden.append(out.hidden.mean(-2).flatten(1))  # (B, d*E), mean over points
-        values.append(out.values.mean(-2).flatten(1))
+            h, v = decoder.encode(batch.x_context.float(), batch.y_context.float())  # H, V
+        hidden.append(h.mean(-2).flatten(1))  # (B, d*E), mean over points
+        values.append(v.mean(-2).flatten(1))
         top = batch.params.weights.argmax(-1, keepdim=True)  # (B, 1, 1)
         freq.append(batch.params.means.gather(-1, top)[:, 0, 0])
     target = torch.cat(freq)

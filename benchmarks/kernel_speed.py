@@ -9,7 +9,7 @@ evaluations: :math:`O(n m d Q)` exponentials and cosines for the spectral mixtur
 distance matrix and one exponential for an RBF. Three implementations are timed:
 
 - ``plain``: the formula written with broadcasting tensor operations and autograd (the library's
-  evaluation before :mod:`pfn_kernels.tiled_kernel`);
+  evaluation before :mod:`pfn_kernels.kernels.tiled_kernel`);
 - ``tiled``: the library's evaluation (cache-sized tiles, closed-form gradients);
 - ``rbf``: BoTorch's default ``SingleTaskGP`` kernel (an ARD RBF), for reference.
 

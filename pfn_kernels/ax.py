@@ -27,6 +27,8 @@ round trip); all are optional:
 
 - ``"decoder"``: the name of shipped weights (``"default"``) or the path of a ``.safetensors``
   file written by :func:`pfn_kernels.network.weights.save_decoder` (see :func:`resolve_decoder`);
+- ``"inference"``: a dict of :class:`pfn_kernels.inference.InferenceConfig` options (the
+  stages after the network: calibration, outputscale, context size);
 - ``"refine"``: polish the decoded kernel by :func:`pfn_kernels.refine_amortized`;
 - ``"refine_steps"``: optimizer iterations of the refinement;
 - ``"refine_priors"``: a dict of :class:`pfn_kernels.RefinePriors` widths.
@@ -44,15 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ax.adapter.registry import Generators
-from ax.core.experiment_status import ExperimentStatus
+from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
+from ax.api.utils.structs import GenerationStrategyDispatchStruct
 from ax.core.search_space import SearchSpaceDigest
-from ax.core.trial_status import TrialStatus
-from ax.generation_strategy.dispatch_utils import get_derelativize_config
-from ax.generation_strategy.generation_node import GenerationNode
 from ax.generation_strategy.generation_strategy import GenerationStrategy
-from ax.generation_strategy.generator_spec import GeneratorSpec
-from ax.generation_strategy.transition_criterion import MaxTrialsAwaitingData, MinTrials
 from ax.generators.torch.botorch_modular.input_constructors.covar_modules import (
     _get_default_ard_num_dims_and_batch_shape,
     covar_module_argparse,
@@ -74,14 +71,15 @@ from botorch.utils.dispatcher import MDNotImplementedError
 from botorch.utils.types import DEFAULT, _DefaultType
 from gpytorch.mlls import MarginalLogLikelihood
 
-from pfn_kernels.fit import Decoder, RefinePriors, default_decoder, fit_amortized
+from pfn_kernels.fit import RefinePriors, fit_amortized
+from pfn_kernels.inference import Decoder, InferenceConfig
 from pfn_kernels.kernels import AmortizedSpectralKernel
 from pfn_kernels.models import AmortizedSingleTaskGP
-from pfn_kernels.network import SpectralDecoder
+from pfn_kernels.network import SpectralDecoder, default_decoder
 from pfn_kernels.network.weights import weights_path
 
 #: The ``ModelConfig.mll_options`` keys read by the amortized fit (the rest go to ``mll_class``).
-FIT_OPTIONS = ("decoder", "refine", "refine_steps", "refine_priors")
+FIT_OPTIONS = ("decoder", "inference", "refine", "refine_steps", "refine_priors")
 
 
 # ---------------------------------------------------------------------- decoders by name or path
@@ -146,6 +144,7 @@ def _fit_botorch_model_amortized(
     fit_amortized(
         model,
         decoder=resolve_decoder(fit.get("decoder")),
+        inference=InferenceConfig.coerce(fit.get("inference")),
         refine=refine,
         refine_steps=None if steps is None else int(steps),
         **refine_kwargs,
@@ -224,6 +223,7 @@ def amortized_model_config(
     decoder: str | os.PathLike | None = None,
     num_mixtures: int | None = None,
     name: str = "AmortizedSingleTaskGP",
+    inference: InferenceConfig | dict[str, Any] | None = None,
 ) -> ModelConfig:
     r"""An Ax ``ModelConfig`` of an :class:`~pfn_kernels.AmortizedSingleTaskGP` surrogate.
 
@@ -238,6 +238,8 @@ def amortized_model_config(
         :func:`resolve_decoder`); default: the shipped pretrained decoder.
     :param num_mixtures: components per dimension of the kernel; default: the decoder's.
     :param name: the config's name in Ax's reports.
+    :param inference: options of the inference stages after the network
+        (:class:`~pfn_kernels.inference.InferenceConfig` or its dict), stored as a dict.
 
     Example:
         >>> from ax.generators.torch.botorch_modular.surrogate import SurrogateSpec
@@ -255,6 +257,9 @@ def amortized_model_config(
                 "pfn_kernels.network.weights.save_decoder and pass its path."
             )
         mll_options["decoder"] = os.fspath(decoder)
+    inference = InferenceConfig.coerce(inference)
+    if inference is not None:
+        mll_options["inference"] = inference.to_dict()
     if refine:
         mll_options["refine"] = True
         if refine_steps is not None:
@@ -279,19 +284,21 @@ def amortized_generation_strategy(
     seed: int | None = None,
     torch_device: str | None = None,
     optimizer_kwargs: dict[str, Any] | None = None,
+    inference: InferenceConfig | dict[str, Any] | None = None,
 ) -> GenerationStrategy:
     r"""Sobol initialization, then Bayesian optimization with an amortized spectral-mixture GP.
 
-    Two nodes, as in Ax's own default strategy:
+    Built by Ax's own dispatch (``choose_generation_strategy`` with ``method="custom"`` and the
+    model config of :func:`amortized_model_config`), so its two nodes are Ax's:
 
     1. ``"Sobol"``: ``num_sobol`` quasi-random trials (trials already in the experiment count
-       towards them). Generation moves on once ``num_sobol`` trials exist and ``min_observed`` of
-       them are completed with data; asking for more Sobol trials while too few have data raises
-       Ax's "more data needed" error.
-    2. ``"AmortizedBO"``: Ax's modular BoTorch generator whose surrogate is an
-       :class:`~pfn_kernels.AmortizedSingleTaskGP` (:func:`amortized_model_config`), fitted by one
-       pass of the decoder on the search-space-normalized inputs (optionally refined), and whose
-       candidates maximize ``acquisition_class``.
+       towards them; no center point). Generation moves on once ``num_sobol`` trials exist and
+       ``min_observed`` of them are completed with data; asking for more Sobol trials while too
+       few have data raises Ax's "more data needed" error.
+    2. ``"MBM"``: Ax's modular BoTorch generator whose surrogate is an
+       :class:`~pfn_kernels.AmortizedSingleTaskGP`, fitted by one pass of the decoder on the
+       search-space-normalized inputs (optionally refined), and whose candidates maximize
+       ``acquisition_class``.
 
     The strategy holds plain values only; it is saved and loaded with the experiment
     (``Client.save_to_json_file`` / ``Client.load_from_json_file``) once :mod:`pfn_kernels.ax` is
@@ -315,6 +322,8 @@ def amortized_generation_strategy(
         ``{"num_restarts": 10, "raw_samples": 512}``; default: Ax's (20 restarts, 1024 raw
         samples). The spectral-mixture kernel costs a few times an RBF's per evaluation, so in long
         runs (hundreds of points) a smaller budget shortens each trial noticeably.
+    :param inference: options of the inference stages after the network
+        (:class:`~pfn_kernels.inference.InferenceConfig` or its dict); saved with the strategy.
     :return: a ``GenerationStrategy`` for ``Client.set_generation_strategy``.
 
     Example:
@@ -330,70 +339,30 @@ def amortized_generation_strategy(
         >>> strategy = amortized_generation_strategy(num_sobol=4, refine=True)
         >>> client.set_generation_strategy(strategy)
         >>> list(strategy.nodes_by_name)
-        ['Sobol', 'AmortizedBO']
+        ['Sobol', 'MBM']
     """
     if num_sobol < 0:
         raise ValueError(f"num_sobol must be >= 0, got {num_sobol}.")
     model_config = amortized_model_config(
-        refine=refine, refine_steps=refine_steps, decoder=decoder, num_mixtures=num_mixtures
+        refine=refine, refine_steps=refine_steps, decoder=decoder, num_mixtures=num_mixtures,
+        inference=inference,
     )
-    generator_kwargs: dict[str, Any] = {
-        "surrogate_spec": SurrogateSpec(model_configs=[model_config]),
-        "torch_device": None if torch_device is None else torch.device(torch_device),
-        # As Ax's default strategy: relative constraints against the raw status quo.
-        "transform_configs": get_derelativize_config(derelativize_with_raw_status_quo=True),
-    }
-    if acquisition_class is not None:
-        generator_kwargs["botorch_acqf_class"] = acquisition_class
-    gen_kwargs = None
+    struct = GenerationStrategyDispatchStruct(
+        method="custom",
+        initialization_budget=num_sobol,
+        initialization_random_seed=seed,
+        initialize_with_center=False,
+        use_existing_trials_for_initialization=True,
+        min_observed_initialization_trials=min_observed,
+        torch_device=torch_device,
+    )
+    strategy = choose_generation_strategy(
+        struct, model_config=model_config, botorch_acqf_class=acquisition_class
+    )
     if optimizer_kwargs:
-        gen_kwargs = {"model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)}}
-    bo_node = GenerationNode(
-        name="AmortizedBO",
-        generator_specs=[
-            GeneratorSpec(
-                generator_enum=Generators.BOTORCH_MODULAR,
-                generator_kwargs=generator_kwargs,
-                generator_gen_kwargs=gen_kwargs or {},
-            )
-        ],
-        should_deduplicate=True,
-        suggested_experiment_status=ExperimentStatus.OPTIMIZATION,
-    )
-    if num_sobol == 0:
-        return GenerationStrategy(name="AmortizedBO", nodes=[bo_node])
-    if min_observed is None:
-        min_observed = max(1, num_sobol // 2)
-    not_failed = [TrialStatus.FAILED, TrialStatus.ABANDONED]
-    sobol_node = GenerationNode(
-        name="Sobol",
-        generator_specs=[
-            GeneratorSpec(generator_enum=Generators.SOBOL, generator_kwargs={"seed": seed})
-        ],
-        transition_criteria=[
-            MinTrials(
-                threshold=num_sobol,
-                transition_to=bo_node.name,
-                use_all_trials_in_exp=True,
-                not_in_statuses=not_failed,
-            ),
-            MinTrials(
-                threshold=min_observed,
-                transition_to=bo_node.name,
-                use_all_trials_in_exp=True,
-                only_in_statuses=[TrialStatus.COMPLETED],
-                count_only_trials_with_data=True,
-            ),
-        ],
-        pausing_criteria=[
-            MaxTrialsAwaitingData(
-                threshold=num_sobol, not_in_statuses=not_failed, use_all_trials_in_exp=True
-            )
-        ],
-        should_deduplicate=True,
-        suggested_experiment_status=ExperimentStatus.INITIALIZATION,
-    )
-    return GenerationStrategy(name="Sobol+AmortizedBO", nodes=[sobol_node, bo_node])
+        spec = strategy.nodes_by_name["MBM"].generator_specs[0]
+        spec.generator_gen_kwargs = {"model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)}}
+    return strategy
 
 
 __all__ = [

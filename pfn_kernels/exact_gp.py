@@ -1,7 +1,16 @@
-r"""Exact GP predictions and scores from covariance matrices (batched, differentiable).
+r"""GP numerics on covariance matrices: exact scores, the profile likelihood, safe factors.
 
-Used by the training loss (the decoded kernel), by the benchmarks (decoded, fitted and oracle
-kernels alike) and by tests. With context covariance :math:`K = K_{cc} + \sigma_n^2 I`,
+Every Cholesky factorization of the package outside GPyTorch's own lives here, each with the
+failure policy its caller needs:
+
+- :func:`exact_gp_scores` (training loss, benchmarks, tests): a heavier jitter where a factor
+  fails, and the failures reported, so that a loss never raises;
+- :func:`profile_quadratic_form` / :func:`profile_log_likelihood` (the inference stages): a
+  failed candidate scores :math:`-\infty` and is never chosen;
+- :func:`robust_cholesky` (sampling the prior): increasing jitters, then an eigendecomposition,
+  so that every task gets a factor.
+
+Scores: with context covariance :math:`K = K_{cc} + \sigma_n^2 I`,
 
 .. math::
     \mu_* = K_{*c} K^{-1} \mathbf y, \qquad
@@ -22,6 +31,10 @@ import torch
 from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
+#: Diagonal jitters (relative to the unit prior variance) tried in turn by :func:`robust_cholesky`.
+JITTERS = (1e-8, 1e-6, 1e-4, 1e-2)
+#: Diagonal jitter of the profile likelihood, relative to a unit-outputscale kernel.
+PROFILE_JITTER = 1e-6
 
 
 @dataclass
@@ -80,3 +93,78 @@ def exact_gp_scores(
         context_nlml=nlml,
         cholesky_failed=failed,
     )
+
+
+def profile_quadratic_form(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r""":math:`\mathbf y^\top (K + (r + 10^{-6}) I)^{-1} \mathbf y` in float64, with the Cholesky
+    factor and its ``info`` (nonzero where the factorization failed).
+
+    :param k: `(*c, B, n, n)` unit-outputscale kernel matrices (any leading candidate dimensions).
+    :param y: `(B, n)` targets, or `(B, n, M)` realizations (the form is averaged over M).
+    :param log_noise_ratio: :math:`\log r`, broadcastable to `(*c, B)`.
+    :return: the forms `(*c, B)`, the factors `(*c, B, n, n)` and ``info`` `(*c, B)`.
+    """
+    eye = torch.eye(k.shape[-1], dtype=torch.float64, device=k.device)
+    ratio = log_noise_ratio.double().exp()[..., None, None] + PROFILE_JITTER
+    chol, info = torch.linalg.cholesky_ex(k.double() + ratio * eye)
+    rhs = y.double() if y.dim() == 3 else y.double().unsqueeze(-1)
+    rhs = rhs.expand(*chol.shape[:-1], rhs.shape[-1])
+    return (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1), chol, info
+
+
+def profile_log_likelihood(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> Tensor:
+    r"""Log marginal likelihood with the outputscale maximized out, up to a constant.
+
+    .. math::
+        \ell = -\frac n2 \log \frac{\mathbf y^\top (K + rI)^{-1} \mathbf y}{n}
+            - \frac12 \log |K + rI|
+
+    for unit-outputscale kernel matrices K `(*c, B, n, n)` (any leading candidate dimensions),
+    y `(B, n)` or `(B, n, M)` (averaged over M) and :math:`\log r` broadcastable to `(*c, B)`.
+    Computed in float64; a failed Cholesky factorization gives ``-inf``.
+    """
+    n = k.shape[-1]
+    quad, chol, info = profile_quadratic_form(k, y, log_noise_ratio)
+    ll = -0.5 * n * torch.log(quad.clamp_min(1e-300) / n) - chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return torch.where((info == 0) & torch.isfinite(ll), ll, torch.full_like(ll, -math.inf))
+
+
+def robust_cholesky(
+    K: Tensor, jitters: tuple[float, ...] = JITTERS, overwrite: bool = False,
+    return_jitter: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""A square-root factor :math:`L` with :math:`L L^\top \approx K` for every matrix in a batch.
+
+    Tries :func:`torch.linalg.cholesky_ex` on :math:`K + \epsilon I` with each jitter in turn,
+    refactorizing only the matrices that failed; any left over get the symmetric square root of
+    the eigenvalue-clipped :math:`K` (not triangular, but as good for sampling). Never raises for
+    finite input. Only the lower triangle of ``K`` is read.
+
+    :param K: `(B, N, N)` symmetric positive semi-definite matrices (unit-scale diagonal).
+    :param jitters: increasing diagonal jitters, relative to a unit prior variance.
+    :param overwrite: use ``K`` as scratch space (its diagonal gets the jitter; saves a copy).
+    :param return_jitter: also return the jitter each factor includes, `(B,)` (0 for the
+        eigendecomposition fallback).
+    :return: `(B, N, N)` factors (and the jitters).
+    """
+    A = K if overwrite else K.clone()
+    diagonal = A.diagonal(dim1=-2, dim2=-1)  # (B, N) view
+    diagonal.add_(jitters[0])
+    L, info = torch.linalg.cholesky_ex(A)
+    used = torch.full(A.shape[:-2], jitters[0], dtype=A.dtype, device=A.device)
+    previous = jitters[0]
+    for jitter in jitters[1:]:
+        failed = (info > 0).nonzero().squeeze(-1)
+        if failed.numel() == 0:
+            break
+        diagonal[failed] += jitter - previous
+        used[failed] = jitter
+        previous = jitter
+        L[failed], info[failed] = torch.linalg.cholesky_ex(A[failed])
+    failed = (info > 0).nonzero().squeeze(-1)
+    if failed.numel():
+        diagonal[failed] -= previous
+        evals, evecs = torch.linalg.eigh(A[failed])  # reads the lower triangle, like Cholesky
+        L[failed] = evecs * evals.clamp_min(0.0).sqrt()[..., None, :] @ evecs.transpose(-1, -2)
+        used[failed] = 0.0
+    return (L, used) if return_jitter else L

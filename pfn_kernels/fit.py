@@ -28,8 +28,8 @@ through ``fit_gpytorch_mll``) does with difficult data.
   ``min_fixed_noise`` (1e-6 in float64, 1e-4 in float32, in the model's target units) is raised to
   that floor, the jitter that keeps Cholesky factorizations working.
 - **Large n, large d, devices, dtypes, out-of-range outputs**: see
-  :class:`~pfn_kernels.network.SpectralDecoder` (subsample beyond its context, a warning beyond
-  its trained d, an error beyond 64 dimensions, clamped outputs). The decoder runs on the device
+  :mod:`pfn_kernels.inference.pipeline` (subsample beyond the context, a warning beyond the
+  trained d, an error beyond 64 dimensions, clamped outputs). The decoder runs on the device
   of its parameters; the parameters are written back on the model's device and dtype. Batched
   and multi-output models are fitted by one batched pass, each batch element and output on its
   own (a constant output falls back alone).
@@ -37,7 +37,6 @@ through ``fit_gpytorch_mll``) does with difficult data.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import warnings
@@ -56,10 +55,11 @@ from gpytorch.mlls import ExactMarginalLogLikelihood, MarginalLogLikelihood
 from gpytorch.priors import NormalPrior
 from gpytorch.settings import min_fixed_noise
 from linear_operator.utils.errors import NotPSDError
-from torch import Tensor, nn
+from torch import Tensor
 
+from pfn_kernels.inference import Decoder, InferenceConfig, decode_spectral_params
 from pfn_kernels.kernels import AmortizedSpectralKernel
-from pfn_kernels.network import SpectralDecoder
+from pfn_kernels.network import SpectralDecoder, default_decoder
 from pfn_kernels.spectral_params import SpectralParams
 from pfn_kernels.validation import (
     DecoderWarning,
@@ -67,9 +67,6 @@ from pfn_kernels.validation import (
     check_finite_rows,
     warn_outside_unit_cube,
 )
-
-#: Anything that maps ``(X (*batch, n, d), y (*batch, n))`` to :class:`SpectralParams`.
-Decoder = Callable[[Tensor, Tensor], SpectralParams]
 
 #: Default number of optimizer iterations of :func:`refine_amortized`.
 DEFAULT_REFINE_STEPS = 20
@@ -84,27 +81,11 @@ def constant_tolerance(dtype: torch.dtype) -> float:
     return 100 * torch.finfo(dtype).eps
 
 
-def default_decoder(device: torch.device | str | None = None) -> SpectralDecoder:
-    """The shipped pretrained decoder on ``device`` (default: CPU), loaded on first use and
-    cached: one load per process, one copy per device. :func:`fit_amortized` uses the copy on
-    the training data's device, so that GPU data is decoded on the GPU."""
-    return _default_decoder(str(torch.device("cpu" if device is None else device)))
-
-
-@functools.lru_cache(maxsize=8)
-def _default_decoder(device: str) -> SpectralDecoder:
-    if device == "cpu":
-        return SpectralDecoder.pretrained().eval()
-    return copy.deepcopy(_default_decoder("cpu")).to(device)
-
-
-default_decoder.cache_clear = _default_decoder.cache_clear  # type: ignore[attr-defined]
-
-
 # ---------------------------------------------------------------------- one decoder pass
 def fit_amortized(
     model: Any,
     decoder: Decoder | None = None,
+    inference: InferenceConfig | dict[str, Any] | None = None,
     refine: bool = False,
     refine_steps: int | None = None,
     **kwargs: Any,
@@ -134,8 +115,13 @@ def fit_amortized(
         ``SingleTaskGP(X, Y, covar_module=AmortizedSpectralKernel())`` or an
         :class:`~pfn_kernels.AmortizedSingleTaskGP`; or a :class:`~botorch.models.ModelListGP` of
         such models (each fitted in turn).
-    :param decoder: the network; default: the model's own ``decoder`` if it has one, else the
-        pretrained :func:`default_decoder`.
+    :param decoder: a :class:`~pfn_kernels.network.SpectralDecoder` or any callable
+        ``(X, y) -> SpectralParams``; default: the model's own ``decoder`` if it has one, else
+        the pretrained :func:`~pfn_kernels.network.default_decoder`.
+    :param inference: options of the inference stages after the network (calibration,
+        outputscale, context size; :class:`~pfn_kernels.inference.InferenceConfig` or its dict);
+        default: the model's own ``inference`` if it has one, else the defaults for a network and
+        none for a callable (its output is used as it is).
     :param refine: polish the decoded values by :func:`refine_amortized`.
     :param refine_steps: optimizer iterations of the refinement (default
         :data:`DEFAULT_REFINE_STEPS`).
@@ -164,12 +150,16 @@ def fit_amortized(
     """
     if isinstance(model, ModelListGP):
         for sub in model.models:
-            fit_amortized(sub, decoder=decoder, refine=refine, refine_steps=refine_steps, **kwargs)
+            fit_amortized(sub, decoder=decoder, inference=inference, refine=refine,
+                          refine_steps=refine_steps, **kwargs)
         return model.eval()
     kernel = amortized_kernel_of(model)
     if decoder is None:
         decoder = getattr(model, "decoder", None)  # an AmortizedSingleTaskGP's own
         decoder = default_decoder() if decoder is None else decoder
+    inference = InferenceConfig.coerce(inference)
+    if inference is None:
+        inference = getattr(model, "inference", None)
     model.train()  # raw train inputs; also drops cached posterior solves
     X, y = _training_data(model)
     if X.device.type != "cpu" and decoder is default_decoder():
@@ -183,7 +173,7 @@ def fit_amortized(
     y_mean, y_std, constant = _target_statistics(y, _raw_magnitude(model, y))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OutsideUnitCubeWarning)  # warned just above, for the model
-        params = run_decoder(decoder, X, (y - y_mean[..., None]) / y_std[..., None])
+        params = decode_spectral_params(X, (y - y_mean[..., None]) / y_std[..., None], decoder, inference)
     if constant.any():
         params = _constant_fallback(params, constant, n=y.shape[-1])
     scale = y_std**2
@@ -230,30 +220,6 @@ def amortized_kernel_of(model: Any) -> AmortizedSpectralKernel:
         f"got {type(model).__name__} with covar_module {type(covar).__name__}. "
         "Fit other kernels with botorch.fit_gpytorch_mll."
     )
-
-
-def run_decoder(decoder: Decoder, X: Tensor, y: Tensor) -> SpectralParams:
-    """One gradient-free decoder pass; parameters come back on ``X``'s device and dtype.
-
-    A :class:`torch.nn.Module` decoder is evaluated in eval mode (its mode is restored after),
-    on the device of its parameters.
-    """
-    module = decoder if isinstance(decoder, nn.Module) else None
-    device = X.device
-    if module is not None:
-        device = next(iter(module.parameters()), X).device
-        was_training = module.training
-        if was_training:  # switching modes walks every submodule: skip it when already in eval
-            module.eval()
-    try:
-        with torch.no_grad():
-            params = decoder(X.to(device), y.to(device))
-    finally:
-        if module is not None and was_training:
-            module.train()
-    if not isinstance(params, SpectralParams):
-        raise TypeError(f"The decoder must return SpectralParams, got {type(params).__name__}.")
-    return params.to(device=X.device, dtype=X.dtype)
 
 
 def _training_data(model: Any) -> tuple[Tensor, Tensor]:
@@ -548,13 +514,10 @@ def _centred_priors(model: Any, kernel: AmortizedSpectralKernel, widths: RefineP
 
 __all__ = [
     "DEFAULT_REFINE_STEPS",
-    "Decoder",
     "RefinePriors",
     "amortized_kernel_of",
     "constant_target_params",
     "constant_tolerance",
-    "default_decoder",
     "fit_amortized",
     "refine_amortized",
-    "run_decoder",
 ]

@@ -10,6 +10,10 @@ A :class:`SpectralParams` describes the product spectral-mixture kernel
 
 plus a Gaussian observation noise variance :math:`\sigma_n^2`. Frequencies :math:`\mu` and
 bandwidths :math:`s` are in cycles per unit of (normalized) input.
+
+A :class:`SpectralEstimate` is what a decoder predicts before the inference stages of
+:mod:`pfn_kernels.inference` turn it into :class:`SpectralParams`: the same mixture, with the
+noise as a ratio to the signal variance and only a guess of that variance.
 """
 
 from __future__ import annotations
@@ -233,3 +237,29 @@ class SpectralParams:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(SpectralParams))
+
+
+@dataclass
+class SpectralEstimate:
+    r"""A decoder's estimate of a kernel, before the inference stages (flat batch `(B,)`).
+
+    :param weights: `(B, d, Q)` mixture weights (as in :class:`SpectralParams`).
+    :param means: `(B, d, Q)` frequencies, cycles per unit input.
+    :param scales: `(B, d, Q)` spectral bandwidths, cycles per unit input.
+    :param log_noise_ratio: `(B,)` :math:`\log(\sigma_n^2 / \sigma_f^2)`.
+    :param log_outputscale: `(B,)` a guess of :math:`\log \sigma_f^2`, which the profile
+        outputscale of :mod:`pfn_kernels.inference.outputscale` refines.
+    """
+
+    weights: Tensor
+    means: Tensor
+    scales: Tensor
+    log_noise_ratio: Tensor
+    log_outputscale: Tensor
+
+    @classmethod
+    def from_params(cls, params: SpectralParams) -> "SpectralEstimate":
+        """The estimate of a decoder that returns :class:`SpectralParams` with batch `(B,)`."""
+        os = params.outputscale
+        return cls(params.weights, params.means, params.scales,
+                   params.noise.log() - os.log(), os.log())

@@ -46,6 +46,7 @@ import pfn_kernels.fit as fit_module
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, fit_amortized
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import WeightsError, save_decoder
+from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 
 DTYPE = torch.float64
 
@@ -260,13 +261,13 @@ def test_generation_strategy_options(decoder_path):
     strategy = pax.amortized_generation_strategy(
         num_sobol=3, acquisition_class=qLogExpectedImprovement, decoder=decoder_path, seed=1
     )
-    assert list(strategy.nodes_by_name) == ["Sobol", "AmortizedBO"]
-    spec = strategy.nodes_by_name["AmortizedBO"].generator_specs[0]
+    assert list(strategy.nodes_by_name) == ["Sobol", "MBM"]
+    spec = strategy.nodes_by_name["MBM"].generator_specs[0]
     assert spec.generator_kwargs["botorch_acqf_class"] is qLogExpectedImprovement
     (config,) = spec.generator_kwargs["surrogate_spec"].model_configs
     assert config.botorch_model_class is AmortizedSingleTaskGP
     assert config.mll_options == {"decoder": decoder_path}
-    assert list(pax.amortized_generation_strategy(num_sobol=0).nodes_by_name) == ["AmortizedBO"]
+    assert list(pax.amortized_generation_strategy(num_sobol=0).nodes_by_name) == ["MBM"]
 
     refined = pax.amortized_generation_strategy(num_sobol=2, refine=True, refine_steps=4,
                                                 optimizer_kwargs={"num_restarts": 3})
@@ -274,12 +275,20 @@ def test_generation_strategy_options(decoder_path):
                              class_encoder_registry=CORE_CLASS_ENCODER_REGISTRY)
     decoded = object_from_json(encoded, decoder_registry=CORE_DECODER_REGISTRY,
                                class_decoder_registry=CORE_CLASS_DECODER_REGISTRY)
-    spec = decoded.nodes_by_name["AmortizedBO"].generator_specs[0]
+    spec = decoded.nodes_by_name["MBM"].generator_specs[0]
     assert spec.generator_kwargs["botorch_acqf_class"] is qLogNoisyExpectedImprovement
     (config,) = spec.generator_kwargs["surrogate_spec"].model_configs
     assert config.botorch_model_class is AmortizedSingleTaskGP
     assert config.mll_options == {"refine": True, "refine_steps": 4}
     assert spec.generator_gen_kwargs == {"model_gen_options": {"optimizer_kwargs": {"num_restarts": 3}}}
+    staged = pax.amortized_generation_strategy(inference=InferenceConfig(calibrate=False))
+    decoded = object_from_json(
+        object_to_json(staged, encoder_registry=CORE_ENCODER_REGISTRY,
+                       class_encoder_registry=CORE_CLASS_ENCODER_REGISTRY),
+        decoder_registry=CORE_DECODER_REGISTRY, class_decoder_registry=CORE_CLASS_DECODER_REGISTRY)
+    (config,) = decoded.nodes_by_name["MBM"].generator_specs[0].generator_kwargs[
+        "surrogate_spec"].model_configs
+    assert InferenceConfig.from_dict(config.mll_options["inference"]) == InferenceConfig(calibrate=False)
     with pytest.raises(TypeError, match="name or a path"):
         pax.amortized_generation_strategy(decoder=SpectralDecoder(DecoderConfig(width=16)))
 
@@ -299,7 +308,7 @@ def test_client_bo_and_json_round_trip(decoder, decoder_path, tmp_path, mll_fits
         num_sobol=3, decoder=decoder_path, seed=0, optimizer_kwargs={"num_restarts": 3, "raw_samples": 24}
     )
     client = branin_client(strategy)
-    assert run_trials(client, 5) == ["Sobol"] * 3 + ["AmortizedBO"] * 2
+    assert run_trials(client, 5) == ["Sobol"] * 3 + ["MBM"] * 2
     assert mll_fits == [] and budgets == [(3, 24)] * 2
     model = client._generation_strategy.adapter.generator.surrogate.model
     assert isinstance(model, AmortizedSingleTaskGP)
@@ -315,8 +324,8 @@ def test_client_bo_and_json_round_trip(decoder, decoder_path, tmp_path, mll_fits
     client.save_to_json_file(str(path))
     loaded = Client.load_from_json_file(str(path))
     assert len(loaded._experiment.trials) == 5
-    assert loaded._generation_strategy.current_node_name == "AmortizedBO"
-    assert run_trials(loaded, 1) == ["AmortizedBO"]
+    assert loaded._generation_strategy.current_node_name == "MBM"
+    assert run_trials(loaded, 1) == ["MBM"]
     assert isinstance(loaded._generation_strategy.adapter.generator.surrogate.model,
                       AmortizedSingleTaskGP)
     assert mll_fits == [] and budgets[-1] == (3, 24)  # the budget was saved with the strategy
@@ -344,8 +353,8 @@ def test_resolve_decoder(decoder, decoder_path, tmp_path):
     first = pax.resolve_decoder(decoder_path)
     assert isinstance(first, SpectralDecoder) and first is pax.resolve_decoder(decoder_path)
     X, Y = unit_data()
-    torch.testing.assert_close(first(X.float(), Y[:, 0].float()).means,
-                               decoder(X.float(), Y[:, 0].float()).means)
+    torch.testing.assert_close(decode_spectral_params(X, Y[:, 0], first).means,
+                               decode_spectral_params(X, Y[:, 0], decoder).means)
     path = tmp_path / "rewritten.safetensors"
     save_decoder(decoder, path)
     before = pax.resolve_decoder(path)

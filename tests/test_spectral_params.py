@@ -270,7 +270,7 @@ def test_pad_mixtures():
 
 
 def test_pad_mixtures_leaves_the_kernel_unchanged():
-    from pfn_kernels.bochner import spectral_mixture_covariance
+    from pfn_kernels.kernels import spectral_mixture_covariance
 
     p = random_params(d=2, q=2)
     padded = p.pad_mixtures(4)

@@ -101,7 +101,7 @@ def run_trials(client, num_trials):
 # ### The amortized generation strategy
 #
 # `amortized_generation_strategy(num_sobol=5)` has two nodes: five Sobol trials, then
-# `"AmortizedBO"`, Ax's modular BoTorch generator with an `AmortizedSingleTaskGP` surrogate and
+# `"MBM"`, Ax's modular BoTorch generator with an `AmortizedSingleTaskGP` surrogate and
 # `qLogNoisyExpectedImprovement`. Options: `refine=True` polishes each decoded kernel by a short
 # regularized marginal-likelihood fit; `decoder="path/to/weights.safetensors"` uses a decoder you
 # trained (see the tutorial on training); both are stored with the experiment.
@@ -138,7 +138,7 @@ print(f"outputscale {params.outputscale.item():.3f}, noise {model.likelihood.noi
 # `Client.save_to_json_file` stores the experiment, its data and the generation strategy,
 # including the amortized model configuration. Loading needs `pfn_kernels.ax` imported (done
 # above), which registers the classes with Ax's decoders. The loaded client continues where the
-# saved one stopped, in the `"AmortizedBO"` node.
+# saved one stopped, in the `"MBM"` node.
 
 # %%
 path = OUTPUT_DIR / "02_branin_experiment.json"

@@ -214,7 +214,7 @@ print(f"saved {path}")
 # annual cycle sits near 44 cycles per unit; the rising trend puts most of the power near
 # frequency 0. The targets are standardized.
 #
-# The record has more points than the decoder was trained on (`DecoderConfig.max_context`,
+# The record has more points than the decoder was trained on (`InferenceConfig.max_context`,
 # by default the training runs' largest context). It then reads a fixed random subsample of that
 # many points and says so in a `DecoderWarning`; the GP itself conditions on every point.
 

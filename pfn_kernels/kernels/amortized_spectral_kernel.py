@@ -1,3 +1,5 @@
+r"""The GPyTorch kernel of pfn_kernels: a product of per-dimension spectral mixtures."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +9,8 @@ from gpytorch.constraints import Interval, Positive
 from gpytorch.kernels import Kernel, SpectralMixtureKernel
 from torch import Tensor
 
-from pfn_kernels.bochner import spectral_density, spectral_mixture_covariance
+from pfn_kernels.kernels.bochner import spectral_density
+from pfn_kernels.kernels.covariance import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralParams
 
 #: Frequencies are stored through a softplus; exact zeros are set to this value (cycles/unit).
@@ -50,7 +53,7 @@ class AmortizedSpectralKernel(Kernel):
     shared across dimensions (always for d = 1).
 
     Evaluation costs :math:`O(n m d Q)` exponentials and cosines. On the CPU the matrix is computed
-    in cache-sized tiles with closed-form gradients (:mod:`pfn_kernels.tiled_kernel`);
+    in cache-sized tiles with closed-form gradients (:mod:`pfn_kernels.kernels.tiled_kernel`);
     components of weight at most :data:`NEGLIGIBLE_WEIGHT` are left out and those at the
     frequency floor skip their cosine (:data:`ZERO_FREQUENCY`).
 

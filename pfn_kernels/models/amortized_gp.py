@@ -15,8 +15,10 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.mlls import MarginalLogLikelihood
 from torch import Tensor
 
-from pfn_kernels.fit import Decoder, constant_tolerance, default_decoder, fit_amortized
+from pfn_kernels.fit import constant_tolerance, fit_amortized
+from pfn_kernels.inference import Decoder, InferenceConfig
 from pfn_kernels.kernels import AmortizedSpectralKernel
+from pfn_kernels.network import default_decoder
 from pfn_kernels.validation import check_finite_rows
 
 
@@ -86,8 +88,10 @@ class AmortizedSingleTaskGP(SingleTaskGP):
     :param train_Yvar: optional `(*batch, n, m)` known observation noise variances (>= 0). The
         likelihood is then a ``FixedNoiseGaussianLikelihood`` and keeps this noise, raised to
         GPyTorch's ``min_fixed_noise`` where smaller (zeros work); the decoder sets the kernel only.
-    :param decoder: the network (any callable ``(X, y) -> SpectralParams``); default: the pretrained
-        :func:`pfn_kernels.fit.default_decoder`, loaded at the first fit and shared by all models.
+    :param decoder: the network (a :class:`~pfn_kernels.network.SpectralDecoder`) or any callable
+        ``(X, y) -> SpectralParams``; default: the pretrained
+        :func:`pfn_kernels.network.default_decoder`, loaded at the first fit and shared by all
+        models.
     :param input_transform: default: ``Normalize(d)`` with bounds learned from ``train_X`` (the
         decoder expects inputs in the unit cube; see :func:`get_amortized_input_transform`). Pass
         ``None`` when ``train_X`` already lies in :math:`[0, 1]^d` (e.g. Ax normalizes to the
@@ -101,6 +105,10 @@ class AmortizedSingleTaskGP(SingleTaskGP):
     :param num_mixtures: components per dimension Q of the kernel; default: the decoder's. A larger
         value appends zero-weight components (the same kernel); a smaller one is an error at fit
         time.
+    :param inference: options of the inference stages after the network
+        (:class:`~pfn_kernels.inference.InferenceConfig` or its dict), e.g.
+        ``InferenceConfig(calibrate=False)`` for the network's spectrum as it is; default: the
+        defaults for the network, none for a callable decoder.
     :raises ValueError: NaN or inf in ``train_X``, ``train_Y`` or ``train_Yvar`` (the message
         names the rows), or a negative ``train_Yvar``. See :mod:`pfn_kernels.fit` for the
         behaviour on other difficult data (constant targets, duplicates, extreme scales).
@@ -131,6 +139,7 @@ class AmortizedSingleTaskGP(SingleTaskGP):
         input_transform: InputTransform | _DefaultType | None = DEFAULT,
         outcome_transform: OutcomeTransform | _DefaultType | None = DEFAULT,
         num_mixtures: int | None = None,
+        inference: InferenceConfig | dict[str, Any] | None = None,
     ) -> None:
         if num_mixtures is not None and num_mixtures < 1:
             raise ValueError(f"num_mixtures must be >= 1 or None, got {num_mixtures}.")
@@ -149,9 +158,8 @@ class AmortizedSingleTaskGP(SingleTaskGP):
             input_transform = get_amortized_input_transform(train_X, train_Y)
         with torch.no_grad():
             d = self.transform_inputs(train_X, input_transform=input_transform).shape[-1]
-        # SingleTaskGP's _aug_batch_shape: one kernel per output, after the input batch dims.
-        num_outputs = train_Y.shape[-1]
-        batch_shape = train_X.shape[:-2] + (torch.Size([num_outputs]) if num_outputs > 1 else torch.Size())
+        # One kernel per output, after the input batch dims (SingleTaskGP's _aug_batch_shape).
+        _, batch_shape = self.get_batch_dimensions(train_X, train_Y)
         covar_module = AmortizedSpectralKernel(
             ard_num_dims=d, num_mixtures=num_mixtures or 4, batch_shape=batch_shape
         )
@@ -169,6 +177,7 @@ class AmortizedSingleTaskGP(SingleTaskGP):
             self._is_custom_likelihood = False  # our default, not the user's
         self._num_mixtures = num_mixtures
         self.decoder = decoder
+        self.inference = InferenceConfig.coerce(inference)
 
     @property
     def decoder(self) -> Decoder:
@@ -210,6 +219,7 @@ class AmortizedSingleTaskGP(SingleTaskGP):
         fit_amortized(
             self,
             decoder=self.decoder,
+            inference=self.inference,
             refine=refine,
             refine_steps=refine_steps,
             mll=mll,

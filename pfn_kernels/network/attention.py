@@ -79,10 +79,14 @@ class PointAttention(nn.Module):
     :param variant: ``"full"``, ``"scan"`` or ``"linear"`` (see module docstring).
     :param block_size: query block size of the scan variant.
     :param num_features: random features of the linear variant.
+    :param seed: seed of those features. They are a persistent buffer, saved with the weights, so
+        a reloaded decoder computes the same linear attention; the seed makes a fresh decoder's
+        features reproducible too.
     """
 
     def __init__(
-        self, width: int, num_heads: int, variant: str = "full", block_size: int = 256, num_features: int = 64
+        self, width: int, num_heads: int, variant: str = "full", block_size: int = 256,
+        num_features: int = 64, seed: int = 0,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -93,7 +97,8 @@ class PointAttention(nn.Module):
         self.out = nn.Linear(width, width)
         self.bias = DistanceBias(num_heads)
         self.num_features = num_features
-        self.register_buffer("rff", torch.randn(num_features, width // num_heads), persistent=False)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("rff", torch.randn(num_features, width // num_heads, generator=g))
 
     def forward(self, x_tok: Tensor, v_tok: Tensor, coords: "Coordinates", variant: str | None = None) -> Tensor:
         """`x_tok`, `v_tok`: `(B, d, n, E)` -> `(B, d, n, E)`."""

@@ -10,14 +10,18 @@ the model is built, so a corrupt config cannot ask for a huge model. Files are w
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pfn_kernels.network.decoder import DecoderConfig, SpectralDecoder
+from pfn_kernels.validation import DecoderWarning
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -29,6 +33,23 @@ class WeightsError(RuntimeError):
 def weights_path(name: str) -> Path:
     """Path of shipped weights ``<name>.safetensors`` inside the package."""
     return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def default_decoder(device: torch.device | str | None = None) -> SpectralDecoder:
+    """The shipped pretrained decoder on ``device`` (default: CPU), loaded on first use and
+    cached: one load per process, one copy per device. The fitting functions use the copy on
+    the training data's device, so that GPU data is decoded on the GPU."""
+    return _default_decoder(str(torch.device("cpu" if device is None else device)))
+
+
+@functools.lru_cache(maxsize=8)
+def _default_decoder(device: str) -> SpectralDecoder:
+    if device == "cpu":
+        return SpectralDecoder.pretrained().eval()
+    return copy.deepcopy(_default_decoder("cpu")).to(device)
+
+
+default_decoder.cache_clear = _default_decoder.cache_clear  # type: ignore[attr-defined]
 
 
 def save_decoder(decoder: SpectralDecoder, path: str | Path, card: dict[str, Any] | None = None) -> Path:
@@ -86,10 +107,28 @@ def load_decoder(path: str | Path, map_location: str | torch.device = "cpu") -> 
     _check_state(path, state, config)
     try:
         decoder = SpectralDecoder(config)
+        _fill_random_features(path, state, decoder)
         decoder.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError) as err:
         raise WeightsError(f"{path} does not match the decoder architecture: {err}") from err
     return decoder.to(map_location).eval()
+
+
+def _fill_random_features(path: Path, state: dict[str, torch.Tensor], decoder: SpectralDecoder) -> None:
+    """Files written before the linear-attention random features were saved lack them: use the
+    decoder's seeded ones (only a decoder trained with ``attention="linear"`` ever read them)."""
+    fresh = decoder.state_dict()
+    missing = [k for k in fresh if k.endswith(".attn.rff") and k not in state]
+    for key in missing:
+        state[key] = fresh[key]
+    if missing and decoder.config.attention == "linear":
+        warnings.warn(
+            f"{path} was saved without its linear-attention random features (a file from before "
+            "they were saved); it uses freshly seeded ones and computes a different attention "
+            "than in training.",
+            DecoderWarning,
+            stacklevel=3,
+        )
 
 
 def _check_state(path: Path, state: dict[str, torch.Tensor], config: DecoderConfig) -> None:
@@ -110,6 +149,8 @@ def _check_state(path: Path, state: dict[str, torch.Tensor], config: DecoderConf
         *([] if c.pooling == "mean" else [("num_pool_queries", "pool_h.queries", 0, c.num_pool_queries)]),
         ("num_periodogram", "fuse.0.weight", 1, 3 * pooled * e + c.num_periodogram + 1),
         ("num_bins", "filter_bank.head.3.weight", 0, 4 * (c.num_bins + 1)),
+        *([("num_random_features", "dva.0.attn.rff", 0, c.num_random_features)]
+          if "dva.0.attn.rff" in state else []),
     ]
     wrong = [] if len(layers) == c.num_layers else [f"num_layers={c.num_layers} but {len(layers)} DVA blocks"]
     for what, key, dim, value in sizes:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Generator, Tensor
 
-from pfn_kernels.bochner import TWO_PI_SQ
+from pfn_kernels.kernels.bochner import TWO_PI_SQ
 from pfn_kernels.prior._random import DTYPE, categorical, log_uniform, uniform
 from pfn_kernels.prior.designs import kumaraswamy_cdf, sample_warping
 

@@ -23,15 +23,13 @@ from typing import Any
 import torch
 from torch import Generator, Tensor
 
-from pfn_kernels.exact_gp import GPScores, exact_gp_scores
+from pfn_kernels.exact_gp import GPScores, exact_gp_scores, robust_cholesky
 from pfn_kernels.prior._random import DTYPE, log_uniform, log_uniform_int, uniform_int
 from pfn_kernels.prior.config import PriorConfig
 from pfn_kernels.prior.designs import sample_inputs
 from pfn_kernels.prior.families import GroundTruthKernel, _move, sample_kernels
 from pfn_kernels.spectral_params import SpectralParams
 
-#: Diagonal jitters (relative to the unit prior variance) tried in turn for the Cholesky factor.
-JITTERS = (1e-8, 1e-6, 1e-4, 1e-2)
 #: Standard deviations below this are replaced by 1 (BoTorch's ``Standardize`` default).
 MIN_STD = 1e-8
 
@@ -240,7 +238,7 @@ def sample_tasks(
     All tasks share d, n and m; everything else (family, spectrum, noise, design, warping) is
     drawn per task. The latent values are sampled jointly at context and target points from a
     float64 Cholesky factor of :math:`K + \epsilon I`, with :math:`\epsilon` the first of
-    :data:`JITTERS` that works for the task (an eigendecomposition is the last resort).
+    :data:`~pfn_kernels.exact_gp.JITTERS` that works for the task (an eigendecomposition is the last resort).
 
     :param cfg: the prior.
     :param batch_size: number of tasks B (>= 1).
@@ -356,51 +354,10 @@ def context_statistics(y_context: Tensor) -> tuple[Tensor, Tensor]:
     return mean, torch.where(std >= MIN_STD, std, torch.ones_like(std))
 
 
-def robust_cholesky(
-    K: Tensor, jitters: tuple[float, ...] = JITTERS, overwrite: bool = False,
-    return_jitter: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    r"""A square-root factor :math:`L` with :math:`L L^\top \approx K` for every matrix in a batch.
-
-    Tries :func:`torch.linalg.cholesky_ex` on :math:`K + \epsilon I` with each jitter in turn,
-    refactorizing only the matrices that failed; any left over get the symmetric square root of
-    the eigenvalue-clipped :math:`K` (not triangular, but as good for sampling). Never raises for
-    finite input. Only the lower triangle of ``K`` is read.
-
-    :param K: `(B, N, N)` symmetric positive semi-definite matrices (unit-scale diagonal).
-    :param jitters: increasing diagonal jitters, relative to a unit prior variance.
-    :param overwrite: use ``K`` as scratch space (its diagonal gets the jitter; saves a copy).
-    :param return_jitter: also return the jitter each factor includes, `(B,)` (0 for the
-        eigendecomposition fallback).
-    :return: `(B, N, N)` factors (and the jitters).
-    """
-    A = K if overwrite else K.clone()
-    diagonal = A.diagonal(dim1=-2, dim2=-1)  # (B, N) view
-    diagonal.add_(jitters[0])
-    L, info = torch.linalg.cholesky_ex(A)
-    used = torch.full(A.shape[:-2], jitters[0], dtype=A.dtype, device=A.device)
-    previous = jitters[0]
-    for jitter in jitters[1:]:
-        failed = (info > 0).nonzero().squeeze(-1)
-        if failed.numel() == 0:
-            break
-        diagonal[failed] += jitter - previous
-        used[failed] = jitter
-        previous = jitter
-        L[failed], info[failed] = torch.linalg.cholesky_ex(A[failed])
-    failed = (info > 0).nonzero().squeeze(-1)
-    if failed.numel():
-        diagonal[failed] -= previous
-        evals, evecs = torch.linalg.eigh(A[failed])  # reads the lower triangle, like Cholesky
-        L[failed] = evecs * evals.clamp_min(0.0).sqrt()[..., None, :] @ evecs.transpose(-1, -2)
-        used[failed] = 0.0
-    return (L, used) if return_jitter else L
-
-
 def _check_int(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"sample_tasks: {name} must be an int >= {low}; got {value!r}.")
     return value
 
 
-__all__ = ["TaskBatch", "context_statistics", "robust_cholesky", "sample_tasks"]
+__all__ = ["TaskBatch", "context_statistics", "sample_tasks"]

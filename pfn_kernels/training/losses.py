@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pfn_kernels.bochner import spectral_mixture_covariance
+from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.exact_gp import exact_gp_scores
+from pfn_kernels.inference.outputscale import profile_outputscale
 from pfn_kernels.network.decoder import SpectralDecoder
 
 
@@ -58,8 +59,8 @@ class DecoderObjective(nn.Module):
         dec, w = self.decoder, self.w
         x_c, y_c = batch.x_context.float(), batch.y_context.float()
         x_t, y_t = batch.x_target.float(), batch.y_target.float()
-        out = dec.decode(x_c, y_c)
-        os = dec.outputscale(x_c, y_c, out)
+        out = dec(x_c, y_c)
+        os = profile_outputscale(x_c, y_c, out)  # the inference stage, in the loop
         noise = os * out.log_noise_ratio.exp()
         kern = lambda a, b, diag=False: spectral_mixture_covariance(  # noqa: E731
             a, b, out.weights, out.means, out.scales, os, diag=diag

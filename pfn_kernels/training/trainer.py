@@ -23,6 +23,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from pfn_kernels.exact_gp import exact_gp_scores
+from pfn_kernels.inference import decode_spectral_params
+from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.network.decoder import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import save_decoder
 from pfn_kernels.prior import PriorConfig, sample_tasks
@@ -126,13 +128,9 @@ def validation_set(cfg: TrainConfig, prior: PriorConfig) -> list:
 @torch.no_grad()
 def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
     """Mean target NLL of the decoded GP and its gap to the oracle (true kernel, noise and mean), per d."""
-    from pfn_kernels.bochner import spectral_mixture_covariance
-
-    was_training = decoder.training
-    decoder.eval()
     res = {}
     for b in batches:
-        p = decoder(b.x_context, b.y_context)
+        p = decode_spectral_params(b.x_context, b.y_context, decoder)  # every inference stage
         kern = lambda x1, x2, diag=False: spectral_mixture_covariance(  # noqa: E731
             x1, x2, p.weights, p.means, p.scales, p.outputscale, diag=diag
         )
@@ -143,7 +141,6 @@ def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
         res[f"nll_d{d}"] = float(dec.target_nll.mean())
         res[f"gap_d{d}"] = float((dec.target_nll - orc.target_nll).mean())
         res[f"mse_ratio_d{d}"] = float(dec.target_mse.mean() / orc.target_mse.mean())
-    decoder.train(was_training)
     return res
 
 

@@ -48,16 +48,14 @@ def decode(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What the library decodes from ``data`` today (keys ``<case>.<field>``)."""
     import warnings
 
-    from pfn_kernels import AmortizedSingleTaskGP, fit_amortized
-    from pfn_kernels.fit import default_decoder
+    from pfn_kernels import AmortizedSingleTaskGP, decode_spectral_params, fit_amortized
 
-    decoder = default_decoder()
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in CASES:
             with torch.no_grad():
-                p = decoder(data[f"{name}.X"], data[f"{name}.y"])
+                p = decode_spectral_params(data[f"{name}.X"], data[f"{name}.y"])
             for field in ("weights", "means", "scales", "outputscale", "noise"):
                 out[f"{name}.{field}"] = getattr(p, field)
         model = fit_amortized(AmortizedSingleTaskGP(data["model.X"], data["model.Y"]))

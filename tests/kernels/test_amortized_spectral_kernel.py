@@ -1,6 +1,6 @@
 """Tests for :class:`pfn_kernels.AmortizedSpectralKernel`.
 
-The reference covariance is written out independently of :mod:`pfn_kernels.bochner`, as plain
+The reference covariance is written out independently of :mod:`pfn_kernels.kernels.bochner`, as plain
 loops over points i, j, input dimensions and mixture components.
 """
 
@@ -18,7 +18,7 @@ from gpytorch.kernels import SpectralMixtureKernel
 
 import pfn_kernels.kernels.amortized_spectral_kernel as kernel_module
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
-from pfn_kernels.bochner import spectral_density
+from pfn_kernels.kernels.bochner import spectral_density
 from pfn_kernels.kernels.amortized_spectral_kernel import MIN_MEAN
 
 DTYPE = torch.float64

@@ -23,6 +23,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 import pfn_kernels.models.amortized_gp as model_module
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.inference import decode_spectral_params
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ class CountingDecoder:
 
     def __call__(self, X: torch.Tensor, y: torch.Tensor) -> SpectralParams:
         self.calls.append((X.shape, y.shape))
-        return self.decoder(X, y)
+        return decode_spectral_params(X, y, self.decoder)
 
 
 def toy_data(n=20, d=2, m=1, seed=0, dtype=torch.float64):
@@ -61,7 +62,7 @@ def decoded(decoder, model) -> SpectralParams:
     model.train()
     X = model.transform_inputs(model.train_inputs[0])
     with torch.no_grad():
-        params = decoder(X, model.train_targets)
+        params = decode_spectral_params(X, model.train_targets, decoder)
     model.eval()
     return params
 

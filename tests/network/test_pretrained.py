@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from pfn_kernels.bochner import spectral_mixture_covariance
+from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.exact_gp import exact_gp_scores
 from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.network.weights import load_card, weights_path
 from pfn_kernels.prior import PriorConfig, sample_tasks
+from pfn_kernels.inference import decode_spectral_params
 
 pytestmark = pytest.mark.skipif(not weights_path("default").is_file(), reason="no shipped weights yet")
 
@@ -28,7 +29,7 @@ def test_beats_a_fixed_rbf_kernel(d):
     batch = sample_tasks(PriorConfig(), 24, torch.Generator().manual_seed(99), num_dims=d, num_context=50,
                          num_targets=50)
     with torch.no_grad():
-        p = decoder(batch.x_context, batch.y_context)
+        p = decode_spectral_params(batch.x_context, batch.y_context, decoder)
 
     def scores(w, mu, s, os, noise):
         k = lambda a, b, diag=False: spectral_mixture_covariance(a, b, w, mu, s, os, diag=diag)  # noqa: E731

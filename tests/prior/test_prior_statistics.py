@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from pfn_kernels.outputscale import alpha_estimator
+from pfn_kernels.inference.outputscale import alpha_estimator
 from pfn_kernels.prior import PriorConfig, sample_tasks
-from pfn_kernels.prior.tasks import robust_cholesky
+from pfn_kernels.exact_gp import robust_cholesky
 
 
 @pytest.fixture(autouse=True, scope="module")

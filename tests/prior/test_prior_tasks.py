@@ -8,7 +8,7 @@ import pytest
 import torch
 from gpytorch.kernels import MaternKernel, PeriodicKernel
 
-from pfn_kernels.bochner import spectral_mixture_covariance
+from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.prior import DESIGNS, FAMILIES, PriorConfig, TaskBatch, sample_tasks
 from pfn_kernels.prior.designs import kumaraswamy_cdf
 from pfn_kernels.spectral_params import SpectralParams

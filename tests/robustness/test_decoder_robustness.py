@@ -1,23 +1,26 @@
-"""Robustness of :class:`SpectralDecoder` as an entry point: errors, warnings, output bounds.
+"""Robustness of the decoder pass (:func:`decode_spectral_params`): errors, warnings, bounds.
 
-The guards sit around the network; for finite in-range data the public pass must equal the bare
-network pipeline (``decode`` + ``outputscale``) bit for bit, which the first test pins down.
+The guards sit around the network and the inference stages; for finite in-range data the public
+pass must equal the bare stages (network, calibration, outputscale) bit for bit, which the first
+test pins down.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import pytest
 import torch
 
 from pfn_kernels import SpectralParams
+from pfn_kernels.inference import InferenceConfig, OutputRanges, decode_spectral_params
+from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
+from pfn_kernels.inference.calibration import calibrate
+from pfn_kernels.inference.outputscale import profile_outputscale
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
-from pfn_kernels.network.decoder import MAX_INPUT_DIMS, OUTPUTSCALE_RANGE
 from pfn_kernels.network.weights import weights_path
-from pfn_kernels.validation import DecoderWarning, OutsideUnitCubeWarning
+from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
 
 TINY = DecoderConfig(width=16, num_heads=2, num_layers=1)
 FIELDS = ("weights", "means", "scales", "outputscale", "noise")
@@ -48,14 +51,17 @@ def data(*batch, n=20, d=3, m=None, seed=0, dtype=torch.float32):
     return X, y
 
 
+def run(decoder, X, y, config=None):
+    return decode_spectral_params(X, y, decoder, config)
+
+
 def bare_network(decoder, X, y):
-    """The pass without any guard: what ``forward`` computed before the guards existed."""
+    """The stages without any guard: network, calibration, profile outputscale."""
     x = X.reshape(-1, *X.shape[-2:]).float()
     yy = y.reshape(-1, *y.shape[X.dim() - 2 :]).float()
-    out = decoder.decode(x, yy)
-    if decoder.config.calibrate:
-        out = decoder.calibrate(x, yy, out)
-    os = decoder.outputscale(x, yy, out)
+    with torch.no_grad():
+        out = calibrate(x, yy, decoder(x, yy), OutputRanges.of(decoder))
+        os = profile_outputscale(x, yy, out)
     noise = os * out.log_noise_ratio.exp()
     b = X.shape[:-2]
     return [t.reshape(b + t.shape[1:]).to(X.dtype) for t in (out.weights, out.means, out.scales, os, noise)]
@@ -82,7 +88,7 @@ def test_guards_leave_in_range_results_bit_identical(full, batch, n, d, m, dtype
     X, y = data(*batch, n=n, d=d, m=m, dtype=dtype)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning for in-range data either
-        p = full(X, y)
+        p = run(full, X, y)
         ref = bare_network(full, X, y)
     for f, r in zip(FIELDS, ref):
         assert torch.equal(getattr(p, f), r), f
@@ -99,19 +105,19 @@ def test_non_finite_data_names_rows(tiny, what, bad):
     else:
         y[rows] = bad
     with pytest.raises(ValueError, match=rf"{what} has non-finite values \(NaN or inf\) in 7 of 30 rows; rows: 3, 7, 8, 11, 20, \.\.\."):
-        tiny(X, y)
+        run(tiny, X, y)
 
 
 def test_non_finite_in_a_batch_names_batch_and_row(tiny):
     X, y = data(3, n=10, d=2)
     X[1, 4, 0] = math.nan
     with pytest.raises(ValueError, match=r"1 of 30 rows; rows \(batch index, \.\.\., row\): \(1, 4\)"):
-        tiny(X, y)
+        run(tiny, X, y)
     X, _ = data(n=10, d=2)
     Y = torch.randn(10, 3)
     Y[6, 2] = math.inf  # several realizations: a row is bad if any of them is
     with pytest.raises(ValueError, match="y has .* in 1 of 10 rows; rows: 6"):
-        tiny(X, Y)
+        run(tiny, X, Y)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +132,7 @@ def test_non_finite_in_a_batch_names_batch_and_row(tiny):
 )
 def test_documented_errors(tiny, X, y, match):
     with pytest.raises(ValueError, match=match):
-        tiny(X, y)
+        run(tiny, X, y)
 
 
 # ---------------------------------------------------------------------- warnings with a defined result
@@ -134,7 +140,7 @@ def test_dimensions_beyond_training_warn_up_to_the_hard_limit(tiny):
     for d in (TINY.trained_max_dims + 1, MAX_INPUT_DIMS):
         X, y = data(n=12, d=d)
         with pytest.warns(DecoderWarning, match=f"d={d} input dimensions, more than"):
-            p = tiny(X, y)
+            p = run(tiny, X, y)
         assert p.num_dims == d
         assert_in_bounds(p, TINY)
 
@@ -142,51 +148,39 @@ def test_dimensions_beyond_training_warn_up_to_the_hard_limit(tiny):
 def test_inputs_outside_unit_cube_warn_but_not_rounding(tiny):
     X, y = data(n=15, d=2)
     with pytest.warns(OutsideUnitCubeWarning, match="Normalize"):
-        tiny(5 * X, y)
+        run(tiny, 5 * X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tiny(X * (1 + 1e-6) - 1e-7, y)  # floating error at the edges: silent
+        run(tiny, X * (1 + 1e-6) - 1e-7, y)  # floating error at the edges: silent
 
 
 def test_large_n_reads_a_deterministic_subsample_quickly(full):
-    """n = 20000, d = 6: one pass reads max_context points; seconds, not minutes or OOM."""
+    """n = 20000, d = 6: one pass reads max_context points, the same ones every time."""
     X, y = data(n=20_000, d=6, seed=1)
     seen = []
-    decode = full.decode
-
-    def recording(x, yy, *args, **kwargs):
-        seen.append(x.shape)
-        return decode(x, yy, *args, **kwargs)
-
-    full.decode = recording
+    hook = full.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
     try:
-        start = time.perf_counter()
-        with torch.no_grad(), pytest.warns(DecoderWarning, match="deterministic random subsample"):
-            a = full(X, y)
-        elapsed = time.perf_counter() - start
-        with torch.no_grad(), pytest.warns(DecoderWarning):
-            b = full(X, y)
+        with pytest.warns(DecoderWarning, match="deterministic random subsample"):
+            a = run(full, X, y)
+        with pytest.warns(DecoderWarning):
+            b = run(full, X, y)
     finally:
-        del full.decode
-    limit = full.config.max_context or full.config.trained_max_context
-    assert seen == [torch.Size([1, limit, 6])] * 2
-    assert elapsed < 20, elapsed  # about 0.3 s on one idle core
+        hook.remove()
+    limit = full.config.trained_max_context
+    assert seen == [torch.Size([1, limit, 6])] * 2  # the network reads `limit` points, not n
     assert_in_bounds(a, full.config)
     for f in FIELDS:
         assert torch.equal(getattr(a, f), getattr(b, f))
 
 
 def test_max_context_is_configurable(tiny):
-    dec = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, max_context=40)).eval()
-    dec.load_state_dict(tiny.state_dict())
+    config = InferenceConfig(max_context=40)
     X, y = data(n=41, d=2)
     with pytest.warns(DecoderWarning, match="context of 40"):
-        dec(X, y)
+        run(tiny, X, y, config)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        dec(X[:40], y[:40])
-    with pytest.raises(ValueError, match="max_context"):
-        DecoderConfig(max_context=0)
+        run(tiny, X[:40], y[:40], config)
 
 
 # ---------------------------------------------------------------------- outputs always in bounds
@@ -195,25 +189,25 @@ def test_far_outside_inputs_give_finite_bounded_outputs(tiny):
     for Xb, yb in ((X * 1e30, y), (X, y * 1e30), (X * 1e30, y * 1e30)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DecoderWarning)
-            p = tiny(Xb, yb)
+            p = run(tiny, Xb, yb)
         assert_in_bounds(p, TINY)
 
 
 def test_repaired_outputs_are_reported(tiny, monkeypatch):
     X, y = data(n=20, d=2)
-    decode = tiny.decode
+    forward = tiny.forward
 
     def broken(x, yy, *args, **kwargs):
-        out = decode(x, yy, *args, **kwargs)
+        out = forward(x, yy, *args, **kwargs)
         out.means[..., 0, 1] = math.nan
         out.scales[..., 1, 0] = math.inf
         out.weights[..., 0, :] = math.nan
         out.log_noise_ratio[...] = math.nan
         return out
 
-    monkeypatch.setattr(tiny, "decode", broken)
+    monkeypatch.setattr(tiny, "forward", broken)
     with torch.no_grad(), pytest.warns(DecoderWarning, match="replaced by the documented fallbacks"):
-        p = tiny(X, y)
+        p = run(tiny, X, y)
     assert_in_bounds(p, TINY)
     assert torch.allclose(p.weights[0], torch.full((4,), 0.25))
     assert p.means[0, 1] == 0
@@ -223,15 +217,15 @@ def test_repaired_outputs_are_reported(tiny, monkeypatch):
 @pytest.mark.parametrize("n", [1, 2])
 def test_tiny_data_sets(tiny, n):
     X, y = data(n=n, d=3)
-    p = tiny(X, y)
+    p = run(tiny, X, y)
     assert_in_bounds(p, TINY)
 
 
 def test_constant_y_and_duplicate_rows(tiny):
     X, y = data(n=20, d=3)
-    assert_in_bounds(tiny(X, torch.zeros(20)), TINY)
-    assert_in_bounds(tiny(torch.cat([X, X, X]), torch.cat([y, y, y])), TINY)
-    assert_in_bounds(tiny(X[:1].expand(20, 3), y), TINY)  # one location, 20 values
+    assert_in_bounds(run(tiny, X, torch.zeros(20)), TINY)
+    assert_in_bounds(run(tiny, torch.cat([X, X, X]), torch.cat([y, y, y])), TINY)
+    assert_in_bounds(run(tiny, X[:1].expand(20, 3), y), TINY)  # one location, 20 values
 
 
 # ---------------------------------------------------------------------- dtypes, devices, determinism
@@ -239,7 +233,7 @@ def test_constant_y_and_duplicate_rows(tiny):
                                         (torch.bfloat16, torch.float32), (torch.float16, torch.float32)])
 def test_dtypes(tiny, dtype, out):
     X, y = data(n=16, d=2)
-    p = tiny(X.to(dtype), y.to(dtype))
+    p = run(tiny, X.to(dtype), y.to(dtype))
     assert all(getattr(p, f).dtype == out for f in FIELDS)
     assert_in_bounds(p, TINY)
 
@@ -247,7 +241,7 @@ def test_dtypes(tiny, dtype, out):
 def test_same_data_same_bits(tiny):
     X, y = data(2, n=50, d=3)
     with torch.no_grad():
-        a, b = tiny(X, y), tiny(X.clone(), y.clone())
+        a, b = run(tiny, X, y), run(tiny, X.clone(), y.clone())
     for f in FIELDS:
         assert torch.equal(getattr(a, f), getattr(b, f))
 
@@ -262,8 +256,8 @@ def test_cuda_decoder_and_data(tiny):
     dec.load_state_dict(tiny.state_dict())
     dec = dec.cuda()
     with torch.no_grad():
-        p = dec(X.cuda(), y.cuda())
-        ref = tiny(X, y)
+        p = run(dec, X.cuda(), y.cuda())
+        ref = run(tiny, X, y)
     assert p.device.type == "cuda"
     assert_in_bounds(p.to("cpu"), TINY)
     assert p.to("cpu").allclose(ref, rtol=1e-3, atol=1e-5)
@@ -273,8 +267,8 @@ def test_cuda_decoder_and_data(tiny):
 def test_cpu_decoder_cuda_data_comes_back_on_cuda(tiny):
     X, y = data(n=30, d=3)
     with torch.no_grad():
-        p = tiny(X.cuda(), y.cuda())
+        p = run(tiny, X.cuda(), y.cuda())
     assert p.device.type == "cuda"
     # same CPU computation, but on copies with another memory layout: vectorized reductions may
     # round differently (bit equality failed on an H100 machine), so compare to float32 precision
-    assert p.to("cpu").allclose(tiny(X, y), rtol=1e-5, atol=1e-6)
+    assert p.to("cpu").allclose(run(tiny, X, y), rtol=1e-5, atol=1e-6)

@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, SpectralParams
+from pfn_kernels.inference import decode_spectral_params
+from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
-from pfn_kernels.network.decoder import MAX_INPUT_DIMS, OUTPUTSCALE_RANGE
+from pfn_kernels.validation import MAX_INPUT_DIMS
 
 torch.manual_seed(0)
 DECODER = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1)).eval()
@@ -79,12 +81,12 @@ def test_decoder_never_emits_invalid_parameters(case):
         warnings.simplefilter("ignore")  # DecoderWarnings are part of the contract, not failures
         if nan_rows:
             try:
-                DECODER(X, y)
+                decode_spectral_params(X, y, DECODER)
             except ValueError as err:
                 assert f"{nan_rows[0]} has non-finite values" in str(err)
                 return
             raise AssertionError("non-finite data accepted")
-        p = DECODER(X, y)
+        p = decode_spectral_params(X, y, DECODER)
     assert p.batch_shape == X.shape[:-2] and p.num_dims == X.shape[-1]
     assert p.dtype == X.dtype
     assert_valid(p, DECODER.config)
@@ -98,7 +100,7 @@ def test_kernel_matrix_is_finite_and_positive_semidefinite(case, diag):
         return
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = DECODER(X, y)
+        p = decode_spectral_params(X, y, DECODER)
     kernel = AmortizedSpectralKernel().to(X.dtype)
     kernel.set_spectral_params(p)
     Xn = (X - X.min()) / (X.max() - X.min()).clamp_min(1e-12)
@@ -146,7 +148,7 @@ def test_model_fit_gives_finite_posterior(n, d, m, dtype, kind, known_noise, see
 @given(st.integers(MAX_INPUT_DIMS + 1, MAX_INPUT_DIMS + 40), st.integers(1, 5))
 def test_too_many_dimensions_is_a_clear_error(d, n):
     try:
-        DECODER(torch.rand(n, d), torch.randn(n))
+        decode_spectral_params(torch.rand(n, d), torch.randn(n), DECODER)
     except ValueError as err:
         assert f"at most {MAX_INPUT_DIMS}" in str(err)
     else:

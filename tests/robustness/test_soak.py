@@ -34,7 +34,7 @@ def test_twenty_trial_soak_has_no_failures(tmp_path):
     results = soak.run_soak(trials=20, num_sobol=5, decoder=str(path), checkpoints=(10, 20),
                             progress=False, optimizer_kwargs={"num_restarts": 2, "raw_samples": 32})
     assert results["failed_trials"] == 0, results["failures"]
-    assert results["seconds_per_trial"]["AmortizedBO"]["count"] == 15
+    assert results["seconds_per_trial"]["MBM"]["count"] == 15
     assert [m["trial"] for m in results["memory"]] == [10, 20]
     assert all(m["ru_maxrss_mib"] > 0 for m in results["memory"])
     assert results["best_value"] < 0  # Hartmann6 is negative near its optima

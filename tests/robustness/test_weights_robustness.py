@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder, save_decoder
+from pfn_kernels.inference import decode_spectral_params
 
 TINY = DecoderConfig(width=16, num_heads=2, num_layers=1)
 
@@ -113,17 +114,23 @@ def test_fresh_loads_are_bit_identical(saved):
     y = torch.sin(5 * X[:, 0])
     y = (y - y.mean()) / y.std()
     with torch.no_grad():
-        pa, pb, pc = a(X, y), b(X, y), decoder(X, y)
+        pa, pb, pc = (decode_spectral_params(X, y, dec) for dec in (a, b, decoder))
     for f in ("weights", "means", "scales", "outputscale", "noise"):
         assert torch.equal(getattr(pa, f), getattr(pb, f)) and torch.equal(getattr(pa, f), getattr(pc, f))
 
 
 def test_old_files_without_new_config_fields_load(saved, tmp_path):
-    """Weights written before ``max_context`` existed keep loading (defaults fill the gap)."""
+    """Weights written before a config field existed keep loading (defaults fill the gap), and
+    so do files whose config still holds the inference options of older versions (ignored)."""
     _, path = saved
-    old = {k: v for k, v in TINY.to_dict().items() if k != "max_context"}
-    out = _variant(path, tmp_path / "old.safetensors", config=json.dumps(old))
-    assert load_decoder(out).config.max_context is None
+    old = {k: v for k, v in TINY.to_dict().items() if k != "random_feature_seed"}
+    old.update(calibrate=False, outputscale_mode="predicted", max_context=40, extra={})
+    state = load_file(str(path))
+    state = {k: v for k, v in state.items() if not k.endswith(".attn.rff")}  # not saved before
+    out = _variant(path, tmp_path / "old.safetensors", config=json.dumps(old), state=state)
+    loaded = load_decoder(out)
+    assert loaded.config == TINY
+    assert torch.equal(loaded.dva[0].attn.rff, SpectralDecoder(TINY).dva[0].attn.rff)
 
 
 def test_save_is_atomic(saved, tmp_path, monkeypatch):

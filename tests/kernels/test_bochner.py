@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
-from pfn_kernels.bochner import (
+from pfn_kernels.kernels.bochner import (
     density_from_kernel,
     kernel_from_density,
     spectral_density,
-    spectral_mixture_covariance,
 )
+from pfn_kernels.kernels.covariance import spectral_mixture_covariance
 
 DTYPE = torch.float64
 TAUS = torch.tensor([0.0, 0.05, 0.17, 0.4, 0.9, 1.6, 2.5], dtype=DTYPE)

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-TWO_PI = 2.0 * math.pi
-TWO_PI_SQ = 2.0 * math.pi**2
+from pfn_kernels.kernels.bochner import TWO_PI, TWO_PI_SQ
+
 
 #: Kernel entries per tile and per thread: a tile's float64 work buffers (a few hundred KiB each)
 #: stay in a core's L2 cache.

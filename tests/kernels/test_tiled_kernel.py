@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-import pfn_kernels.tiled_kernel as tiled
-from pfn_kernels.bochner import spectral_mixture_covariance
-from pfn_kernels.tiled_kernel import SpectralProduct
+import pfn_kernels.kernels.tiled_kernel as tiled
+from pfn_kernels.kernels import spectral_mixture_covariance
+from pfn_kernels.kernels.tiled_kernel import SpectralProduct
 
 DTYPE = torch.float64
 NONE = frozenset()

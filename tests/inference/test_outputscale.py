@@ -1,4 +1,4 @@
-"""Outputscale estimators: the unbiased trace estimator and the profile-likelihood maximizer."""
+"""Outputscale estimators: the unbiased trace estimator and the profile-likelihood stage."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from pfn_kernels import SpectralParams
-from pfn_kernels.bochner import spectral_mixture_covariance
-from pfn_kernels.outputscale import alpha_estimator, profile_outputscale
+from pfn_kernels.kernels import spectral_mixture_covariance
+from pfn_kernels.exact_gp import PROFILE_JITTER
+from pfn_kernels.inference.outputscale import alpha_estimator, profile_outputscale
+from pfn_kernels.spectral_params import SpectralEstimate
 
 DTYPE = torch.float64
 
@@ -89,73 +91,91 @@ def test_alpha_estimator_closed_form_and_batches():
 
 
 # ---------------------------------------------------------------------------- profile_outputscale
-@pytest.mark.parametrize("noise_ratio", [0.0, 0.05, 1.0])
-def test_profile_outputscale_is_the_likelihood_argmax(noise_ratio):
-    n = 15
-    K = kernel_shape(n=n, seed=4)
-    a = K + noise_ratio * torch.eye(n, dtype=DTYPE)
-    y = sample(1.8 * a, 1, seed=2)[:, 0]
-    estimate = profile_outputscale(y, K, torch.tensor(noise_ratio, dtype=DTYPE), jitter=0.0).item()
+def estimate(n=15, d=2, seed=4, batch=1, log_r=-3.0, log_os=0.0):
+    """Inputs x `(B, n, d)`, an estimate with batch `(B,)`, and its unit-outputscale K."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, d, 2)
+    w = torch.rand(shape, generator=g, dtype=DTYPE) + 0.1
+    est = SpectralEstimate(
+        weights=w / w.sum(-1, keepdim=True),
+        means=2 * torch.rand(shape, generator=g, dtype=DTYPE),
+        scales=0.3 + torch.rand(shape, generator=g, dtype=DTYPE),
+        log_noise_ratio=torch.full((batch,), log_r, dtype=DTYPE),
+        log_outputscale=torch.full((batch,), log_os, dtype=DTYPE),
+    )
+    x = torch.rand(batch, n, d, generator=g, dtype=DTYPE)
+    return x, est, spectral_mixture_covariance(x, x, est.weights, est.means, est.scales)
 
-    a_np = a.numpy() + (1e-12 if noise_ratio == 0 else 0.0) * np.eye(n)
-    y_np = y.numpy()
+
+@pytest.mark.parametrize("log_r", [-12.0, -3.0, 0.0])
+def test_profile_outputscale_is_the_likelihood_argmax(log_r):
+    """With no prior weight the stage returns argmax_alpha N(y; 0, alpha (K + (r + 1e-6) I))."""
+    n = 15
+    x, est, K = estimate(n=n, log_r=log_r)
+    a = K[0] + (math.exp(log_r) + PROFILE_JITTER) * torch.eye(n, dtype=DTYPE)
+    y = sample(1.8 * a, 1, seed=2)[:, 0]
+    value = profile_outputscale(x, y[None], est, prior_count=0.0).item()
+    a_np, y_np = a.numpy(), y.numpy()
     # Closed form of the maximizer: d/dalpha [-n/2 log alpha - q/(2 alpha)] = 0  =>  alpha = q / n.
-    assert estimate == pytest.approx(y_np @ np.linalg.solve(a_np, y_np) / n, rel=1e-8)
-    # Brute force: a fine log-spaced grid around the estimate, then a finer one.
-    grid = np.exp(np.linspace(math.log(estimate) - 2, math.log(estimate) + 2, 4001))
+    assert value == pytest.approx(y_np @ np.linalg.solve(a_np, y_np) / n, rel=1e-8)
+    # Brute force: a fine log-spaced grid around the estimate.
+    grid = np.exp(np.linspace(math.log(value) - 2, math.log(value) + 2, 4001))
     values = np.array([gaussian_loglik(g, y_np, a_np) for g in grid])
-    best = grid[values.argmax()]
-    assert best == pytest.approx(estimate, rel=1e-3)
-    assert values.max() <= gaussian_loglik(estimate, y_np, a_np) + 1e-9
+    assert grid[values.argmax()] == pytest.approx(value, rel=1e-3)
+    assert values.max() <= gaussian_loglik(value, y_np, a_np) + 1e-9
+
+
+def test_profile_outputscale_shrinks_towards_the_guess():
+    """(q + n0 * guess) / (n + n0): the inverse-gamma posterior mode; finite at n = 1, y = 0."""
+    n, n0, guess = 10, 3.0, 2.5
+    x, est, K = estimate(n=n, log_os=math.log(guess))
+    y = sample(K[0] + 0.1 * torch.eye(n, dtype=DTYPE), 1, seed=5)[:, 0]
+    q = (profile_outputscale(x, y[None], est, prior_count=0.0) * n).item()
+    value = profile_outputscale(x, y[None], est, prior_count=n0).item()
+    assert value == pytest.approx((q + n0 * guess) / (n + n0), rel=1e-12)
+    x1, est1, _ = estimate(n=1, log_os=math.log(guess))
+    zero = torch.zeros(1, 1, dtype=DTYPE)
+    assert profile_outputscale(x1, zero, est1).item() == pytest.approx(guess / 2, rel=1e-12)
 
 
 def test_profile_outputscale_multi_column_and_unbiased():
-    alpha, n, draws, r = 0.6, 12, 2000, 0.1
-    K = kernel_shape(n=n, seed=5)
-    a = K + r * torch.eye(n, dtype=DTYPE)
+    alpha, n, draws = 0.6, 12, 2000
+    x, est, K = estimate(n=n, seed=5, log_r=math.log(0.1))
+    a = K[0] + (0.1 + PROFILE_JITTER) * torch.eye(n, dtype=DTYPE)
     y = sample(alpha * a, draws, seed=3)  # (n, M)
-    pooled = profile_outputscale(y, K, torch.tensor(r, dtype=DTYPE), jitter=0.0)
-    singles = profile_outputscale(
-        y.T, K.expand(draws, n, n), torch.full((draws,), r, dtype=DTYPE), jitter=0.0
-    )
-    torch.testing.assert_close(pooled, singles.mean(), rtol=1e-10, atol=0)
-    # The pooled value maximizes the summed log-likelihood over the M columns.
-    y_np, a_np = y.numpy(), a.numpy()
-    grid = pooled.item() * np.exp(np.linspace(-0.05, 0.05, 201))
-    assert grid[np.argmax([gaussian_loglik(g, y_np, a_np) for g in grid])] == pytest.approx(
-        pooled.item(), rel=1e-3
-    )
+    pooled = profile_outputscale(x, y[None], est, prior_count=0.0)
+    many = SpectralEstimate(*(t.expand(draws, *t.shape[1:]) for t in (
+        est.weights, est.means, est.scales, est.log_noise_ratio, est.log_outputscale)))
+    singles = profile_outputscale(x.expand(draws, n, 2), y.T, many, prior_count=0.0)
+    torch.testing.assert_close(pooled[0], singles.mean(), rtol=1e-10, atol=0)
     # E[y^T (K + rI)^{-1} y] = alpha n under the model, so the estimate is unbiased.
     assert abs(singles.mean().item() - alpha) < 3 * singles.std().item() / math.sqrt(draws)
 
 
-def test_profile_outputscale_dtype_and_jitter():
-    n = 8
-    K = kernel_shape(n=n, seed=6)
-    y = sample(K, 1, seed=4)[:, 0]
-    out32 = profile_outputscale(y.float(), K.float(), torch.tensor(0.1))
-    assert out32.dtype == torch.float32
-    out64 = profile_outputscale(y, K, torch.tensor(0.1, dtype=DTYPE))
-    assert out64.dtype == torch.float64
+def test_profile_outputscale_dtype_and_subsample():
+    n = 40
+    x, est, K = estimate(n=n, seed=6)
+    y = sample(K[0] + 0.05 * torch.eye(n, dtype=DTYPE), 1, seed=4)[:, 0][None]
+    est32 = SpectralEstimate(*(t.float() for t in (
+        est.weights, est.means, est.scales, est.log_noise_ratio, est.log_outputscale)))
+    out32 = profile_outputscale(x.float(), y.float(), est32)
+    out64 = profile_outputscale(x, y, est)
+    assert out32.dtype == torch.float32 and out64.dtype == torch.float64
     torch.testing.assert_close(out32.double(), out64, rtol=1e-4, atol=0)
-    # The jitter is added to the noise ratio: jitter j with r = 0 equals r = j without jitter.
+    # Beyond max_points: exactly the value of the strided subsample.
     torch.testing.assert_close(
-        profile_outputscale(y, K, torch.tensor(0.0, dtype=DTYPE), jitter=1e-3),
-        profile_outputscale(y, K, torch.tensor(1e-3, dtype=DTYPE), jitter=0.0),
+        profile_outputscale(x, y, est, max_points=13), profile_outputscale(x[:, ::4], y[:, ::4], est)
     )
 
 
 # ---------------------------------------------------------------------------- standardized data
 def test_standardized_targets_with_unit_diagonal_kernel():
-    """What the estimators say about standardized y with a unit-diagonal kernel shape.
+    """What the unbiased estimator says about standardized y with a unit-diagonal kernel shape.
 
     ``alpha_estimator`` = ||y||^2 / tr K = ||y||^2 / n. Standardizing with the unbiased standard
     deviation (``torch.std``, ddof=1) fixes ||y||^2 = n - 1, so the estimate is identically
     (n - 1) / n whatever K and y are; with ddof=0 it is identically 1. It carries no information
-    here, which is why the network, not this estimator, must supply the outputscale.
-
-    ``profile_outputscale`` = y^T (K + rI)^{-1} y / n equals the same constant only when
-    K + rI is proportional to I (uncorrelated points); for correlated points it depends on y and K.
+    here, which is why the profile likelihood, not this estimator, supplies the outputscale.
     """
     n = 30
     K = kernel_shape(n=n, seed=7, batch=(5,))
@@ -165,14 +185,3 @@ def test_standardized_targets_with_unit_diagonal_kernel():
     y0 = (raw - raw.mean(-1, keepdim=True)) / raw.std(-1, correction=0, keepdim=True)
     torch.testing.assert_close(alpha_estimator(y1, K), torch.full((5,), (n - 1) / n, dtype=DTYPE))
     torch.testing.assert_close(alpha_estimator(y0, K), torch.ones(5, dtype=DTYPE))
-
-    eye = torch.eye(n, dtype=DTYPE).expand(5, n, n)
-    zero = torch.zeros(5, dtype=DTYPE)
-    torch.testing.assert_close(
-        profile_outputscale(y1, eye, zero, jitter=0.0), torch.full((5,), (n - 1) / n, dtype=DTYPE)
-    )
-    torch.testing.assert_close(
-        profile_outputscale(y0, eye, zero, jitter=0.0), torch.ones(5, dtype=DTYPE)
-    )
-    correlated = profile_outputscale(y1, K, torch.full((5,), 0.01, dtype=DTYPE))
-    assert not torch.allclose(correlated, torch.full((5,), (n - 1) / n, dtype=DTYPE), rtol=1e-2)

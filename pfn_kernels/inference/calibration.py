@@ -1,0 +1,120 @@
+r"""Calibration: a per-dimension dilation of a decoded spectrum and a factor on its noise, chosen
+by the profile marginal likelihood of the data.
+
+A decoder's spectrum is a point estimate read from n points; its frequency scale (the lengthscale,
+for a smooth kernel) is what a marginal likelihood pins down best. :func:`calibrate` multiplies
+the means and bandwidths of dimension j by a factor :math:`c_j`, chosen by
+:func:`~pfn_kernels.exact_gp.profile_log_likelihood` among :math:`c_j = 1` (the decoder's own
+output, kept on ties), a grid shared by all dimensions (:data:`CALIBRATION_GRID`), then, for
+``sweeps`` sweeps over the dimensions, per-dimension steps (:data:`CALIBRATION_STEPS`). After the
+grid and after each sweep, the noise-to-signal ratio r is likewise multiplied by the best of
+:data:`CALIBRATION_NOISE` (or kept), within the decoder's noise range. Since the kernel is a
+product over dimensions, a step in dimension j recomputes only that dimension's factor; the
+candidates of a step share one batched Cholesky factorization. No gradients, no learned weights:
+it works on the estimate of any decoder.
+
+What it gains and costs is measured by ``benchmarks/calibration.py`` (see ``BENCHMARKS.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from pfn_kernels.exact_gp import profile_log_likelihood
+from pfn_kernels.inference.bounds import OutputRanges
+from pfn_kernels.kernels.bochner import dimension_factor
+from pfn_kernels.spectral_params import SpectralEstimate
+
+#: Frequency dilations: a grid shared by all dimensions, then per-dimension steps.
+CALIBRATION_GRID = (0.5, 0.6, 0.7, 0.85, 1.2, 1.4, 1.7, 2.0)
+CALIBRATION_STEPS = (0.7, 1.4)
+#: Factors of the noise-to-signal ratio tried after the grid and after each sweep.
+CALIBRATION_NOISE = (0.1, 0.25, 0.5, 2.0, 4.0, 10.0)
+
+
+def keep_best(ll: Tensor, cand: Tensor, current: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
+    """Per batch member, the candidate with the highest log likelihood if it beats ``best``.
+
+    :param ll: `(C, B)` log likelihoods of C candidates.
+    :param cand: `(C, B, ...)` the candidates; ``current`` `(B, ...)` is kept where none is better.
+    :return: the chosen values `(B, ...)` and their log likelihoods `(B,)` (ties keep ``current``).
+    """
+    i = ll.argmax(0)
+    top = ll.gather(0, i[None])[0]
+    extra = (1,) * (cand.dim() - 2)
+    pick = cand.gather(0, i.view(1, -1, *extra).expand(1, *cand.shape[1:]))[0]
+    better = top > best
+    return torch.where(better.view(-1, *extra), pick, current), torch.where(better, top, best)
+
+
+@torch.no_grad()
+def calibrate(
+    x: Tensor,
+    y: Tensor,
+    est: SpectralEstimate,
+    ranges: OutputRanges | None = None,
+    sweeps: int = 2,
+    max_points: int = 128,
+) -> SpectralEstimate:
+    r"""Dilate each dimension's decoded spectrum, and scale the noise, by profile likelihood.
+
+    :param x: `(B, n, d)` inputs in the unit cube.
+    :param y: `(B, n)` standardized targets, or `(B, n, M)` realizations sharing the kernel.
+    :param est: the decoder's estimate (batch `(B,)`).
+    :param ranges: frequencies, bandwidths and noise ratios are kept inside these (default
+        :class:`~pfn_kernels.inference.bounds.OutputRanges`).
+    :param sweeps: per-dimension sweeps after the shared grid (0: the grid only).
+    :param max_points: points read (a strided subsample beyond).
+    :return: the estimate with dilated ``means`` and ``scales`` and the chosen
+        ``log_noise_ratio``; deterministic.
+    """
+    ranges = ranges or OutputRanges()
+    stride = max(1, math.ceil(x.shape[-2] / max_points))
+    x, y = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    w, mu, s, log_r = est.weights, est.means, est.scales, est.log_noise_ratio
+    b, d = mu.shape[0], mu.shape[-2]
+    lo_s, hi_s = ranges.min_scale, ranges.max_scale
+    tau = (x.unsqueeze(-2) - x.unsqueeze(-3)).unsqueeze(-1)  # (B, n, n, d, 1)
+
+    def dilate(c: Tensor) -> tuple[Tensor, Tensor]:  # c (..., B, d, 1)
+        return (mu * c).clamp(0.0, ranges.max_frequency), (s * c).clamp(lo_s, hi_s)
+
+    def factor(j: int, c: Tensor) -> Tensor:  # dimension j's kernel for factors c (..., B)
+        m = (mu[:, j] * c[..., None]).clamp(0.0, ranges.max_frequency)[..., None, None, :]
+        sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
+        return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc)  # tau (B, n, n, 1)
+
+    def noise_step(k: Tensor, log_r: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = ranges.log_noise_ratio_range
+        cand = (log_r + noise[:, None]).clamp(lo, hi)  # (F, B)
+        return keep_best(profile_log_likelihood(k, y, cand), cand, log_r, best)
+
+    noise = torch.tensor(CALIBRATION_NOISE, dtype=log_r.dtype, device=log_r.device).log()
+    c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
+    dims = [factor(j, c[:, j, 0]) for j in range(d)]  # per-dimension kernel matrices (B, n, n)
+    best = profile_log_likelihood(torch.stack(dims).prod(0), y, log_r)
+    grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
+    cand = c * grid[:, None, None, None]  # (G, B, d, 1)
+    k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
+    c, best = keep_best(profile_log_likelihood(k, y, log_r), cand, c, best)
+    dims = [factor(j, c[:, j, 0]) for j in range(d)]
+    log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
+    steps = torch.tensor(CALIBRATION_STEPS, dtype=mu.dtype, device=mu.device)
+    for _ in range(sweeps if d > 1 else 0):
+        for j in range(d):
+            others = torch.stack(dims[:j] + dims[j + 1 :]).prod(0)  # (B, n, n)
+            cand = c.repeat(len(steps), 1, 1, 1)
+            cand[:, :, j, 0] *= steps[:, None]
+            ll = profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r)
+            c, best = keep_best(ll, cand, c, best)
+            dims[j] = factor(j, c[:, j, 0])
+        log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
+    means, scales = dilate(c)
+    return replace(est, means=means, scales=scales, log_noise_ratio=log_r)
+
+
+__all__ = ["CALIBRATION_GRID", "CALIBRATION_NOISE", "CALIBRATION_STEPS", "calibrate", "keep_best"]

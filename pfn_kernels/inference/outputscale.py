@@ -1,0 +1,80 @@
+r"""Outputscale (signal variance) estimators given a kernel *shape*.
+
+With :math:`\mathbf y \sim \mathcal N(0, \alpha K)` and :math:`K` the unit-outputscale kernel
+matrix, :math:`\mathbb E\,\|\mathbf y\|^2 = \alpha\, \mathrm{tr}\, K`, so
+
+.. math::
+    \hat\alpha = \frac{\|\mathbf y\|^2}{\mathrm{tr}\, K}
+
+is unbiased (arXiv 2601.21731, Prop. 4.2). For standardized targets and a unit-variance shape
+(:math:`K_{ii} = 1`) it is identically :math:`(n-1)/n \approx 1`: it carries information only for
+unnormalized realizations, and with several realizations sharing one kernel.
+
+For noisy, standardized data the maximum-likelihood ("profile") outputscale given a
+noise-to-signal ratio :math:`r` is :math:`\mathbf y^\top (K + r I)^{-1} \mathbf y / n`, which
+maximizes :math:`\log \mathcal N(\mathbf y; 0, \alpha (K + rI))` over :math:`\alpha`;
+:func:`profile_outputscale`, the inference stage, shrinks it towards the decoder's own guess.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pfn_kernels.exact_gp import profile_quadratic_form
+from pfn_kernels.kernels import spectral_mixture_covariance
+from pfn_kernels.spectral_params import SpectralEstimate
+
+
+def alpha_estimator(y: Tensor, kernel_shape: Tensor) -> Tensor:
+    r"""The unbiased scale estimator :math:`\hat\alpha = \|\mathbf y\|^2 / \mathrm{tr}\,K`.
+
+    :param y: `(*batch, n)` one realization, or `(*batch, n, M)` realizations sharing the kernel
+        (the estimate averages over the M columns).
+    :param kernel_shape: `(*batch, n, n)` unit-outputscale kernel matrix.
+    :return: `(*batch)` estimates.
+    """
+    trace = kernel_shape.diagonal(dim1=-2, dim2=-1).sum(-1)
+    if y.dim() == kernel_shape.dim():  # (*batch, n, M)
+        energy = y.pow(2).sum(-2).mean(-1)
+    else:
+        energy = y.pow(2).sum(-1)
+    return energy / trace
+
+
+def profile_outputscale(
+    x: Tensor,
+    y: Tensor,
+    est: SpectralEstimate,
+    prior_count: float = 1.0,
+    max_points: int = 2048,
+) -> Tensor:
+    r"""Profile-likelihood outputscale, shrunk towards the estimate's own guess.
+
+    .. math::
+        \hat\alpha = \frac{\mathbf y^\top (K + rI)^{-1} \mathbf y + n_0 \alpha_{dec}}{n + n_0}
+
+    with K the estimate's unit-outputscale kernel on ``x``, r its noise-to-signal ratio,
+    :math:`\alpha_{dec}` its guess and :math:`n_0` = ``prior_count``: the posterior mode under a
+    conjugate inverse-gamma prior centred on the guess. It stays finite for n = 1 (where a
+    standardized y is 0); a non-finite quadratic form is taken as n, that of :math:`\hat\alpha = 1`.
+
+    :param x: `(B, n, d)` inputs; ``y`` `(B, n)` or `(B, n, M)` standardized targets.
+    :param est: the estimate (batch `(B,)`).
+    :param prior_count: :math:`n_0`, the guess's weight in points.
+    :param max_points: points read (a strided subsample beyond).
+    :return: `(B,)` outputscales, in the dtype of the guess.
+    """
+    guess = est.log_outputscale.exp()
+    stride = max(1, math.ceil(x.shape[-2] / max_points))
+    xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    k = spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
+    ns = xs.shape[-2]
+    quad, _, _ = profile_quadratic_form(k, ys, est.log_noise_ratio)
+    quad = torch.where(torch.isfinite(quad), quad, torch.full_like(quad, float(ns)))
+    return ((quad + prior_count * guess.double()) / (ns + prior_count)).to(guess.dtype)
+
+
+__all__ = ["alpha_estimator", "profile_outputscale"]

@@ -1,0 +1,73 @@
+"""The calibration stage: it only dilates spectra and scales the noise, and never lowers the
+profile likelihood."""
+
+import math
+
+import torch
+
+from pfn_kernels.exact_gp import profile_log_likelihood
+from pfn_kernels.inference.bounds import OutputRanges
+from pfn_kernels.inference.calibration import CALIBRATION_GRID, calibrate
+from pfn_kernels.kernels import spectral_mixture_covariance
+
+
+def _data(*batch, n=20, d=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(*batch, n, d, generator=g)
+    y = torch.sin(6 * X[..., 0]) + 0.1 * torch.randn(*batch, n, generator=g)
+    return X, (y - y.mean(-1, keepdim=True)) / y.std(-1, keepdim=True)
+
+
+def _profile(X, y, est):
+    k = spectral_mixture_covariance(X, X, est.weights, est.means, est.scales)
+    return profile_log_likelihood(k, y, est.log_noise_ratio)
+
+
+def test_calibration_raises_profile_likelihood_and_only_dilates(small_decoder):
+    X, y = _data(4, n=30, d=3, seed=3)
+    sweeps, ranges = 2, OutputRanges.of(small_decoder)
+    with torch.no_grad():
+        out = small_decoder(X, y)
+        cal = calibrate(X, y, out, ranges, sweeps=sweeps)
+    before, after = _profile(X, y, out), _profile(X, y, cal)
+    assert (after >= before - 1e-9).all() and (after > before + 1e-3).any()
+    assert torch.equal(cal.weights, out.weights)
+    r = (cal.log_noise_ratio - out.log_noise_ratio).exp()  # a product of CALIBRATION_NOISE factors
+    assert (r >= 0.1 ** (1 + sweeps) * (1 - 1e-4)).all() and (r <= 10.0 ** (1 + sweeps) * (1 + 1e-4)).all()
+    assert (cal.log_noise_ratio.exp() >= ranges.min_noise_ratio * (1 - 1e-4)).all()
+    assert (cal.log_noise_ratio.exp() <= ranges.max_noise_ratio * (1 + 1e-4)).all()
+    # one factor per (task, dimension) multiplies every component's mean and bandwidth
+    ratio = cal.scales / out.scales
+    torch.testing.assert_close(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-4, atol=0)
+    lo, hi = min(CALIBRATION_GRID) * 0.7**sweeps, max(CALIBRATION_GRID) * 1.4**sweeps
+    assert (ratio >= lo * (1 - 1e-4)).all() and (ratio <= hi * (1 + 1e-4)).all()
+
+
+def test_calibration_finds_the_lengthscale_of_an_rbf():
+    """An RBF estimate twice too smooth is dilated back: the grid holds the right factor."""
+    g = torch.Generator().manual_seed(0)
+    n, s_true = 60, 1.5
+    X = torch.rand(1, n, 1, generator=g, dtype=torch.float64)
+    K = torch.exp(-2 * math.pi**2 * s_true**2 * (X - X.transpose(-1, -2)).pow(2))[0]
+    L = torch.linalg.cholesky(K + 1e-6 * torch.eye(n, dtype=torch.float64))
+    y = (L @ torch.randn(n, 1, generator=g, dtype=torch.float64)).T
+    from pfn_kernels.spectral_params import SpectralEstimate
+
+    est = SpectralEstimate(
+        weights=torch.ones(1, 1, 1, dtype=torch.float64),
+        means=torch.zeros(1, 1, 1, dtype=torch.float64),
+        scales=torch.full((1, 1, 1), s_true / 2, dtype=torch.float64),
+        log_noise_ratio=torch.full((1,), math.log(1e-4), dtype=torch.float64),
+        log_outputscale=torch.zeros(1, dtype=torch.float64),
+    )
+    cal = calibrate(X, y, est)
+    assert 1.4 <= float(cal.scales) / (s_true / 2) <= 2.0
+
+
+def test_calibration_reads_a_strided_subsample(small_decoder):
+    X, y = _data(1, n=64, d=2, seed=5)
+    with torch.no_grad():
+        out = small_decoder(X, y)
+    a = calibrate(X, y, out, max_points=16)
+    b = calibrate(X[:, ::4], y[:, ::4], out)
+    assert torch.equal(a.means, b.means) and torch.equal(a.log_noise_ratio, b.log_noise_ratio)

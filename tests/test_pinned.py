@@ -1,0 +1,42 @@
+"""The shipped weights decode exactly the pinned parameters of fixed tasks.
+
+``tests/data/pinned_decoder.safetensors`` holds the tasks (raw model data included) and what the
+library decoded from them when the file was written by ``tests/data/make_pinned.py``: a
+refactoring must leave every value as it was. The pins are compared to float rounding (relative
+1e-5), not bit for bit, so that another CPU's float32 kernels do not fail the test; on the machine
+that wrote them the values agree bit for bit. A change meant to alter decoded values rewrites the
+file (``python tests/data/make_pinned.py``) and says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+DATA = Path(__file__).parent / "data"
+sys.path.insert(0, str(DATA))
+import make_pinned  # noqa: E402
+
+PINNED = load_file(str(DATA / "pinned_decoder.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def decoded() -> dict[str, torch.Tensor]:
+    inputs = {k.removeprefix("input."): v for k, v in PINNED.items() if k.startswith("input.")}
+    assert set(inputs) == {f"{c}.{f}" for c in make_pinned.CASES for f in ("X", "y")} | {
+        "model.X", "model.Y"}
+    return make_pinned.decode(inputs)
+
+
+@pytest.mark.parametrize("case", [*make_pinned.CASES, "model"])
+def test_decoded_parameters_are_pinned(decoded, case):
+    fields = [k for k in decoded if k.startswith(f"{case}.")]
+    assert len(fields) == (6 if case == "model" else 5)
+    for key in fields:
+        pinned = PINNED[f"output.{key}"]
+        assert decoded[key].dtype == pinned.dtype and decoded[key].shape == pinned.shape, key
+        torch.testing.assert_close(decoded[key], pinned, rtol=1e-5, atol=1e-7, msg=key)
