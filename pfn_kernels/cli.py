@@ -15,7 +15,7 @@ from pfn_kernels import __version__
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from pfn_kernels import demo  # imported lazily: BoTorch is slow to import
+    from pfn_kernels.experiments import demo  # imported lazily: BoTorch is slow to import
     from pfn_kernels.network import WeightsError
 
     try:
@@ -47,7 +47,7 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
-    from pfn_kernels.demo import DEMO_PROBLEMS  # light: the demo imports BoTorch when it runs
+    from pfn_kernels.experiments.demo import DEMO_PROBLEMS  # light: BoTorch comes when it runs
 
     parser = subparsers.add_parser(
         "demo",

@@ -1,7 +1,8 @@
 r"""Demo: Bayesian optimization with the amortized surrogate vs BoTorch's default GP.
 
-``pfn-kernels demo`` (or ``python -m pfn_kernels.demo``) maximizes a test function (default:
-Hartmann6, negated) twice per seed, with the same Sobol design and the same acquisition settings:
+``pfn-kernels demo`` (or ``python -m pfn_kernels.experiments.demo``) maximizes a test function
+(default: Hartmann6, negated) twice per seed, with the same Sobol design and the same acquisition
+settings:
 
 - ``amortized``: :class:`~pfn_kernels.AmortizedSingleTaskGP` fitted by ``fit_gpytorch_mll``, which
   is one forward pass of the pretrained decoder (no marginal-likelihood optimization);
@@ -9,7 +10,7 @@ Hartmann6, negated) twice per seed, with the same Sobol design and the same acqu
 
 Each run is ``n_init`` scrambled Sobol points, then ``n_iter`` steps of
 ``qLogNoisyExpectedImprovement`` (q = 1, ``optimize_acqf`` with 4 restarts and 128 raw samples);
-the loop is :func:`pfn_kernels.benchmarking.run_bo`. The demo prints, per method, the best value
+the loop is :func:`pfn_kernels.experiments.run_bo`. The demo prints, per method, the best value
 found and the final simple regret (mean +- standard error over seeds) and the total time spent
 fitting models and optimizing the acquisition function, and writes into ``out``:
 
@@ -32,7 +33,7 @@ from typing import Any
 
 import torch
 
-#: Problems the demo offers (names of :func:`pfn_kernels.benchmarking.make_problem`).
+#: Problems the demo offers (names of :func:`pfn_kernels.experiments.make_problem`).
 DEMO_PROBLEMS = ("hartmann6", "branin", "ackley4", "levy4", "rosenbrock4")
 #: The two surrogates compared.
 DEMO_METHODS = ("amortized", "default_stgp")
@@ -62,7 +63,7 @@ def resolve_decoder(decoder: Any = None, weights: str | Path | None = None) -> t
 
 def summarize(results: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """One row per method: best value and final regret (mean, standard error), total times."""
-    from pfn_kernels.benchmarking import METHOD_LABELS, mean_stderr
+    from pfn_kernels.experiments import METHOD_LABELS, mean_stderr
 
     rows = []
     for method, runs in results.items():
@@ -110,7 +111,7 @@ def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: 
     """Log regret vs evaluations, mean +- standard error over seeds, one line per method."""
     from matplotlib.figure import Figure
 
-    from pfn_kernels.benchmarking import plot_log_regret
+    from pfn_kernels.experiments import plot_log_regret
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -213,7 +214,7 @@ def main(
     """
     from tqdm.auto import tqdm
 
-    from pfn_kernels.benchmarking import fit_surrogate, make_problem, run_bo
+    from pfn_kernels.experiments import fit_surrogate, make_problem, run_bo
 
     if problem not in DEMO_PROBLEMS:
         raise ValueError(f"Unknown problem {problem!r}; choose from {', '.join(DEMO_PROBLEMS)}.")
