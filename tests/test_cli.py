@@ -86,3 +86,13 @@ def test_demo_command_reports_missing_weights(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "No decoder weights" in err and "--weights PATH" in err
 
+
+def test_demo_command_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code = cli.main(["demo", "--problem", "branin", "--seeds", "1", "--n-init", "4",
+                     "--n-iter", "1", "--out", str(tmp_path), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "matplotlib" in err
+    assert 'pip install -e ".[demo]"' in err and 'pip install "pfn_kernels[demo]"' in err

@@ -12,8 +12,8 @@ amortized surrogate with BoTorch baselines on test problems:
   standard error, log-regret curves and their plot;
 - :mod:`~pfn_kernels.experiments.demo`: the ``pfn-kernels demo`` command.
 
-Importing the subpackage does not import matplotlib; drawing plots (the demo, the benchmark
-figures) does.
+Importing the subpackage needs only the core dependencies; drawing plots (the demo, the
+benchmark figures) needs matplotlib, from the ``demo`` extra: ``pip install -e ".[demo]"``.
 """
 
 from pfn_kernels.experiments.loop import BOResult, run_bo

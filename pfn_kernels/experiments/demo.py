@@ -21,6 +21,7 @@ fitting models and optimizing the acquisition function, and writes into ``out``:
 - ``results.json``: the regret traces, times and failures of every run.
 
 With the defaults (3 seeds, 8 + 20 evaluations) it takes about a minute or two on 2 CPU cores.
+The plots need matplotlib, from the ``demo`` extra (:data:`INSTALL_HINT`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,26 @@ import torch
 DEMO_PROBLEMS = ("hartmann6", "branin", "ackley4", "levy4", "rosenbrock4")
 #: The two surrogates compared.
 DEMO_METHODS = ("amortized", "default_stgp")
+#: How to install what the demo needs beyond the core library (matplotlib, for the plots).
+INSTALL_HINT = 'pip install -e ".[demo]" (in a checkout) or pip install "pfn_kernels[demo]"'
+
+
+class MissingDemoExtra(ImportError):
+    """matplotlib, which the demo draws its plots with, is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Check that matplotlib can be imported, before any optimization starts.
+
+    :raises MissingDemoExtra: if it cannot, with the command that installs it.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise MissingDemoExtra(
+            f"The demo draws its plots with matplotlib, which is not installed ({err}). "
+            f"Install the demo extra: {INSTALL_HINT}."
+        ) from err
 
 
 def resolve_decoder(decoder: Any = None, weights: str | Path | None = None) -> tuple[Any, str]:
@@ -211,6 +232,7 @@ def main(
     :param raw_samples: ``optimize_acqf`` raw samples (both methods).
     :return: ``{"problem", "table" (rows), "runs" (per method, list of run dicts), "plots",
         "seconds"}``.
+    :raises MissingDemoExtra: if matplotlib is not installed (checked before the runs).
     """
     from tqdm.auto import tqdm
 
@@ -220,6 +242,7 @@ def main(
         raise ValueError(f"Unknown problem {problem!r}; choose from {', '.join(DEMO_PROBLEMS)}.")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}.")
+    require_matplotlib()
     start = time.perf_counter()
     decoder, source = resolve_decoder(decoder, weights)
     prob = make_problem(problem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -84,3 +85,10 @@ def test_demo_rejects_unknown_problem(tiny_decoder, tmp_path):
     with pytest.raises(ValueError, match="Unknown problem"):
         demo.main(problem="nope", decoder=tiny_decoder, out=tmp_path, progress=False)
 
+
+def test_demo_without_matplotlib_says_how_to_install_it(tiny_decoder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(demo.MissingDemoExtra, match=r'pip install -e "\.\[demo\]"'):
+        demo.main(problem="branin", seeds=1, n_init=4, n_iter=1, out=tmp_path,
+                  decoder=tiny_decoder, progress=False)
+    assert not (tmp_path / "results.json").exists()
