@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from pfn_kernels.benchmarking import mean_stderr
+from pfn_kernels.experiments import mean_stderr
 
 #: Where the scripts write their JSON and figures by default.
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -5,7 +5,7 @@ Usage:
     python benchmarks/bo.py --workers 2                       # the same on 2 processes
     python benchmarks/bo.py --quick --weights runs/default/decoder.safetensors
 
-Every (problem, method, seed) is one run of :func:`pfn_kernels.benchmarking.run_bo` (the loop the
+Every (problem, method, seed) is one run of :func:`pfn_kernels.experiments.run_bo` (the loop the
 demo uses): ``--n-init`` scrambled Sobol points (the same for every method of a seed), then
 ``--n-iter`` steps of ``qLogNoisyExpectedImprovement`` (q = 1, ``optimize_acqf`` with
 ``--num-restarts`` restarts and ``--raw-samples`` raw samples, identical for all methods). Inputs
@@ -17,13 +17,13 @@ Problems (all maximized):
 - ``branin``, ``hartmann6``, ``ackley4``, ``levy4``, ``rosenbrock4``: ``botorch.test_functions``,
   negated, known optimum;
 - ``gp_prior2``, ``gp_prior4``: one function per seed drawn from the task prior the decoder is
-  trained on (:func:`pfn_kernels.benchmarking.gp_prior_problem`): a kernel from
+  trained on (:func:`pfn_kernels.experiments.gp_prior_problem`): a kernel from
   ``sample_kernels(PriorConfig(), ...)`` (family, spectrum, irrelevant dimensions, warping) and a
   4096-feature random-Fourier-feature path of its spectral mixture (unit variance, noiseless,
   deterministic). Its optimum is estimated by a dense scrambled-Sobol search (2^14 points for
   d = 2, 2^16 for d = 4) followed by L-BFGS-B from the 10 best points.
 
-Methods (:func:`pfn_kernels.benchmarking.fit_surrogate`):
+Methods (:func:`pfn_kernels.experiments.fit_surrogate`):
 
 - ``amortized``: ``AmortizedSingleTaskGP`` + ``fit_gpytorch_mll``, one decoder pass;
 - ``amortized_refine``: the same + ``fit_amortized(model, refine=True)`` (short MAP refinement);
@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 from benchmarks._common import (
     add_run_arguments, apply_preset, machine_metadata, mean_se, set_threads, write_json,
 )
-from pfn_kernels.benchmarking import (
+from pfn_kernels.experiments import (
     METHOD_LABELS,
     METHODS,
     PROBLEMS,

@@ -75,8 +75,8 @@ from benchmarks._common import (
     add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, median_seconds, set_threads, write_json,
 )
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
-from pfn_kernels.benchmarking import fit_sm4 as benchmarking_fit_sm4
-from pfn_kernels.benchmarking import fit_surrogate
+from pfn_kernels.experiments import fit_sm4 as harness_fit_sm4
+from pfn_kernels.experiments import fit_surrogate
 from pfn_kernels.exact_gp import LOG_2PI, exact_gp_scores
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder
@@ -215,7 +215,7 @@ def predictive_scores(model: Any, xc: torch.Tensor, yc: torch.Tensor, xt: torch.
 
 def fit_default_stgp(x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict[str, Any]]:
     """BoTorch's default ``SingleTaskGP`` fitted with every default of ``fit_gpytorch_mll``
-    (:func:`pfn_kernels.benchmarking.fit_surrogate`); x `(n, d)`, y `(n,)`."""
+    (:func:`pfn_kernels.experiments.fit_surrogate`); x `(n, d)`, y `(n,)`."""
     model, info = fit_surrogate("default_stgp", x, y.unsqueeze(-1))
     return model, {"time_s": info.seconds, "failed": info.failure is not None, "warnings": info.warnings}
 
@@ -223,9 +223,9 @@ def fit_default_stgp(x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict[str, A
 def fit_sm4(x: torch.Tensor, y: torch.Tensor, restarts: int, maxiter: int, seed: int
             ) -> tuple[Any, dict[str, Any]]:
     """Best of ``restarts`` SM(4)-MLL fits from ``initialize_from_data``, by final MLL
-    (:func:`pfn_kernels.benchmarking.fit_sm4`); x `(n, d)`, y `(n,)`."""
+    (:func:`pfn_kernels.experiments.fit_sm4`); x `(n, d)`, y `(n,)`."""
     start = time.perf_counter()
-    model, info = benchmarking_fit_sm4(x, y.unsqueeze(-1), seed, restarts, maxiter)
+    model, info = harness_fit_sm4(x, y.unsqueeze(-1), seed, restarts, maxiter)
     return model, {
         "time_s": time.perf_counter() - start,
         "restart_times_s": info.restart_seconds,

@@ -9,7 +9,7 @@ Everything runs on CPU with ``torch.set_num_threads(--threads)``, float64.
 1. Fit time at every n in ``--sizes`` (10 50 200 1000) and d in ``--dims`` (1 2 6 10). The data
    are one task of the task prior per (n, d) (``sample_tasks(PriorConfig(), 1, ...)``, seed
    ``2026 + n + 100 d``): inputs in :math:`[0, 1]^d`, standardized noisy targets. Timed is
-   :func:`pfn_kernels.benchmarking.fit_surrogate`: building the model and fitting it, a fresh model
+   :func:`pfn_kernels.experiments.fit_surrogate`: building the model and fitting it, a fresh model
    every repeat, for
 
    - ``amortized``: ``AmortizedSingleTaskGP`` + ``fit_gpytorch_mll``, one decoder pass;
@@ -67,7 +67,7 @@ from benchmarks._common import (
     add_run_arguments, apply_preset, json_ready, machine_metadata, set_threads, write_json,
 )
 from benchmarks.bo import load_weights, resolve_weights, sha256
-from pfn_kernels.benchmarking import METHOD_LABELS, METHODS, fit_surrogate, make_problem
+from pfn_kernels.experiments import METHOD_LABELS, METHODS, fit_surrogate, make_problem
 
 EVAL_SEED = 2026
 #: Sizes of the full run and of ``--quick``; explicit command-line values override either.
@@ -362,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "weights": {"path": str(weights), "sha256": sha256(weights),
                         "steps": None if card is None else card.get("steps")},
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "timed": "pfn_kernels.benchmarking.fit_surrogate: model construction + fit, a fresh "
+            "timed": "pfn_kernels.experiments.fit_surrogate: model construction + fit, a fresh "
                      "model per repeat, median after one untimed warm-up (none for sm4_mll)",
             "methods": {m: METHOD_LABELS[m] for m in args.methods},
             "runtime_s": None,

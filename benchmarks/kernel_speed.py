@@ -164,7 +164,7 @@ def acquisition_timings(sizes: Sequence[int], seed: int, progress: bool) -> list
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.optim import optimize_acqf
 
-    from pfn_kernels.benchmarking import fit_surrogate
+    from pfn_kernels.experiments import fit_surrogate
 
     bounds = torch.stack([torch.zeros(D), torch.ones(D)]).double()
     rows = []

@@ -15,7 +15,7 @@ from pfn_kernels import __version__
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from pfn_kernels import demo  # imported lazily: BoTorch is slow to import
+    from pfn_kernels.experiments import demo  # imported lazily: BoTorch is slow to import
     from pfn_kernels.network import WeightsError
 
     try:
@@ -33,6 +33,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"pfn-kernels demo: {err}\nPass decoder weights with --weights PATH.",
               file=sys.stderr)
         return 1
+    except demo.MissingDemoExtra as err:
+        print(f"pfn-kernels demo: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -47,7 +50,8 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
-    from pfn_kernels.demo import DEMO_PROBLEMS  # light: the demo imports BoTorch when it runs
+    # light: the demo imports BoTorch when it runs, and matplotlib only for its plots
+    from pfn_kernels.experiments.demo import DEMO_PROBLEMS
 
     parser = subparsers.add_parser(
         "demo",

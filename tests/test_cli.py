@@ -41,7 +41,7 @@ def test_missing_command_is_an_error(capsys):
 
 
 def test_demo_command_dispatches(monkeypatch):
-    from pfn_kernels import demo
+    from pfn_kernels.experiments import demo
 
     calls = []
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
@@ -55,7 +55,7 @@ def test_demo_command_dispatches(monkeypatch):
 
 
 def test_demo_command_defaults(monkeypatch):
-    from pfn_kernels import demo
+    from pfn_kernels.experiments import demo
 
     calls = []
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
@@ -85,3 +85,14 @@ def test_demo_command_reports_missing_weights(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "No decoder weights" in err and "--weights PATH" in err
+
+
+def test_demo_command_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch,
+                                                                capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code = cli.main(["demo", "--problem", "branin", "--seeds", "1", "--n-init", "4",
+                     "--n-iter", "1", "--out", str(tmp_path), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "matplotlib" in err
+    assert 'pip install -e ".[demo]"' in err and 'pip install "pfn_kernels[demo]"' in err

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 import torch
 
-from pfn_kernels import demo
-from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError
-
-
-@pytest.fixture(scope="module")
-def tiny_decoder():
-    torch.manual_seed(0)
-    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8)).eval()
+from pfn_kernels.experiments import demo
+from pfn_kernels.network import WeightsError
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +84,11 @@ def test_demo_missing_weights_is_a_clear_error(tmp_path):
 def test_demo_rejects_unknown_problem(tiny_decoder, tmp_path):
     with pytest.raises(ValueError, match="Unknown problem"):
         demo.main(problem="nope", decoder=tiny_decoder, out=tmp_path, progress=False)
+
+
+def test_demo_without_matplotlib_says_how_to_install_it(tiny_decoder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(demo.MissingDemoExtra, match=r'pip install -e "\.\[demo\]"'):
+        demo.main(problem="branin", seeds=1, n_init=4, n_iter=1, out=tmp_path,
+                  decoder=tiny_decoder, progress=False)
+    assert not (tmp_path / "results.json").exists()

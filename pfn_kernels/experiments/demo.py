@@ -1,7 +1,8 @@
 r"""Demo: Bayesian optimization with the amortized surrogate vs BoTorch's default GP.
 
-``pfn-kernels demo`` (or ``python -m pfn_kernels.demo``) maximizes a test function (default:
-Hartmann6, negated) twice per seed, with the same Sobol design and the same acquisition settings:
+``pfn-kernels demo`` (or ``python -m pfn_kernels.experiments.demo``) maximizes a test function
+(default: Hartmann6, negated) twice per seed, with the same Sobol design and the same acquisition
+settings:
 
 - ``amortized``: :class:`~pfn_kernels.AmortizedSingleTaskGP` fitted by ``fit_gpytorch_mll``, which
   is one forward pass of the pretrained decoder (no marginal-likelihood optimization);
@@ -9,7 +10,7 @@ Hartmann6, negated) twice per seed, with the same Sobol design and the same acqu
 
 Each run is ``n_init`` scrambled Sobol points, then ``n_iter`` steps of
 ``qLogNoisyExpectedImprovement`` (q = 1, ``optimize_acqf`` with 4 restarts and 128 raw samples);
-the loop is :func:`pfn_kernels.benchmarking.run_bo`. The demo prints, per method, the best value
+the loop is :func:`pfn_kernels.experiments.run_bo`. The demo prints, per method, the best value
 found and the final simple regret (mean +- standard error over seeds) and the total time spent
 fitting models and optimizing the acquisition function, and writes into ``out``:
 
@@ -20,6 +21,7 @@ fitting models and optimizing the acquisition function, and writes into ``out``:
 - ``results.json``: the regret traces, times and failures of every run.
 
 With the defaults (3 seeds, 8 + 20 evaluations) it takes about a minute or two on 2 CPU cores.
+The plots need matplotlib, from the ``demo`` extra (:data:`INSTALL_HINT`).
 """
 
 from __future__ import annotations
@@ -32,10 +34,30 @@ from typing import Any
 
 import torch
 
-#: Problems the demo offers (names of :func:`pfn_kernels.benchmarking.make_problem`).
+#: Problems the demo offers (names of :func:`pfn_kernels.experiments.make_problem`).
 DEMO_PROBLEMS = ("hartmann6", "branin", "ackley4", "levy4", "rosenbrock4")
 #: The two surrogates compared.
 DEMO_METHODS = ("amortized", "default_stgp")
+#: How to install what the demo needs beyond the core library (matplotlib, for the plots).
+INSTALL_HINT = 'pip install -e ".[demo]" (in a checkout) or pip install "pfn_kernels[demo]"'
+
+
+class MissingDemoExtra(ImportError):
+    """matplotlib, which the demo draws its plots with, is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Check that matplotlib can be imported, before any optimization starts.
+
+    :raises MissingDemoExtra: if it cannot, with the command that installs it.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise MissingDemoExtra(
+            f"The demo draws its plots with matplotlib, which is not installed ({err}). "
+            f"Install the demo extra: {INSTALL_HINT}."
+        ) from err
 
 
 def resolve_decoder(decoder: Any = None, weights: str | Path | None = None) -> tuple[Any, str]:
@@ -62,7 +84,7 @@ def resolve_decoder(decoder: Any = None, weights: str | Path | None = None) -> t
 
 def summarize(results: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """One row per method: best value and final regret (mean, standard error), total times."""
-    from pfn_kernels.benchmarking import METHOD_LABELS, mean_stderr
+    from pfn_kernels.experiments import METHOD_LABELS, mean_stderr
 
     rows = []
     for method, runs in results.items():
@@ -110,7 +132,7 @@ def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: 
     """Log regret vs evaluations, mean +- standard error over seeds, one line per method."""
     from matplotlib.figure import Figure
 
-    from pfn_kernels.benchmarking import plot_log_regret
+    from pfn_kernels.experiments import plot_log_regret
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -210,15 +232,17 @@ def main(
     :param raw_samples: ``optimize_acqf`` raw samples (both methods).
     :return: ``{"problem", "table" (rows), "runs" (per method, list of run dicts), "plots",
         "seconds"}``.
+    :raises MissingDemoExtra: if matplotlib is not installed (checked before the runs).
     """
     from tqdm.auto import tqdm
 
-    from pfn_kernels.benchmarking import fit_surrogate, make_problem, run_bo
+    from pfn_kernels.experiments import fit_surrogate, make_problem, run_bo
 
     if problem not in DEMO_PROBLEMS:
         raise ValueError(f"Unknown problem {problem!r}; choose from {', '.join(DEMO_PROBLEMS)}.")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}.")
+    require_matplotlib()
     start = time.perf_counter()
     decoder, source = resolve_decoder(decoder, weights)
     prob = make_problem(problem)
