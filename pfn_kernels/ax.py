@@ -87,7 +87,7 @@ def resolve_decoder(decoder: str | os.PathLike | Decoder | None) -> Decoder | No
     """The decoder named by a fit option: shipped weights, a weights file, or a decoder itself.
 
     :param decoder: ``None`` (the model's own decoder, else
-        :func:`pfn_kernels.fit.default_decoder`);
+        :func:`pfn_kernels.network.default_decoder`);
         a name of shipped weights (``"default"``, i.e. ``pfn_kernels/weights/default.safetensors``);
         the path of a ``.safetensors`` file written by
         :func:`~pfn_kernels.network.weights.save_decoder`; or a decoder (any callable

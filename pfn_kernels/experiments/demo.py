@@ -70,8 +70,7 @@ def resolve_decoder(decoder: Any = None, weights: str | Path | None = None) -> t
 
     :raises pfn_kernels.network.WeightsError: if the weights file is missing or unreadable.
     """
-    from pfn_kernels.fit import default_decoder
-    from pfn_kernels.network import load_decoder
+    from pfn_kernels.network import default_decoder, load_decoder
     from pfn_kernels.network.weights import weights_path
 
     if decoder is not None:
