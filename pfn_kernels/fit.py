@@ -48,6 +48,7 @@ import torch
 from botorch.models.model_list_gp_regression import ModelListGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim.fit import fit_gpytorch_mll_scipy
+from botorch.utils.context_managers import module_rollback_ctx
 from gpytorch.kernels import ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ConstantMean
@@ -201,6 +202,21 @@ def fit_amortized(
     if refine:
         refine_amortized(model, steps=refine_steps, **kwargs)
     return model.eval()
+
+
+def model_spectral_params(model: Any) -> SpectralParams:
+    """A fitted GP's kernel and noise as :class:`SpectralParams`, in the model's (transformed)
+    target units: the kernel's mixture and outputscale, the likelihood's noise (for known noise,
+    its mean over the training points)."""
+    params = amortized_kernel_of(model).spectral_params
+    noise = model.likelihood.noise
+    if isinstance(model.likelihood, FixedNoiseGaussianLikelihood):
+        noise = noise.mean(-1)
+    else:
+        noise = noise.squeeze(-1) if noise.dim() > params.outputscale.dim() else noise
+    noise = noise.to(params.outputscale).expand(params.batch_shape)
+    return SpectralParams(params.weights, params.means, params.scales, params.outputscale, noise,
+                          validate=False)
 
 
 def amortized_kernel_of(model: Any) -> AmortizedSpectralKernel:
@@ -436,32 +452,32 @@ def refine_amortized(
     if steps < 1:
         return model.eval()
     mll = ExactMarginalLogLikelihood(model.likelihood, model) if mll is None else mll
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     optimizer_kwargs = dict(optimizer_kwargs or {})
     failure = None
-    with _centred_priors(model, kernel, priors or RefinePriors()):
+    with module_rollback_ctx(model) as checkpoint, _centred_priors(model, kernel, priors or RefinePriors()):
         mll.train()
         try:
-            with warnings.catch_warnings():
-                # Stopping at maxiter is the point of a short refinement, not a problem.
-                warnings.filterwarnings("ignore", message=".*TOTAL NO. OF ITERATIONS.*")
-                warnings.filterwarnings("ignore", message=".*ITERATIONS REACHED LIMIT.*")
-                if optimizer is None:
-                    options = {"maxiter": steps, **optimizer_kwargs.pop("options", {})}
-                    fit_gpytorch_mll_scipy(mll, closure=closure, closure_kwargs=closure_kwargs,
-                                           options=options, **optimizer_kwargs)
-                else:
-                    if closure is not None and closure_kwargs is not None:
-                        closure = functools.partial(closure, **closure_kwargs)
-                    optimizer(mll, closure=closure, **optimizer_kwargs)
+            if optimizer is None:
+                options = {"maxiter": steps, **optimizer_kwargs.pop("options", {})}
+                result = fit_gpytorch_mll_scipy(mll, closure=closure, closure_kwargs=closure_kwargs,
+                                                options=options, **optimizer_kwargs)
+            else:
+                if closure is not None and closure_kwargs is not None:
+                    closure = functools.partial(closure, **closure_kwargs)
+                result = optimizer(mll, closure=closure, **optimizer_kwargs)
         except (NotPSDError, ValueError, RuntimeError) as err:
             failure = f"{type(err).__name__}: {err}"
-        if failure is None and not all(
-            torch.isfinite(p).all() for p in model.parameters()
-        ):
-            failure = "non-finite hyperparameters"
+        else:
+            # Not the optimizer's status: stopping at maxiter is the point of a short refinement,
+            # and BoTorch's batched L-BFGS reports that as FAILURE ("0/m outputs converged").
+            fval = getattr(result, "fval", None)
+            if fval is not None and not math.isfinite(float(fval)):
+                failure = f"non-finite objective {fval}"
+            elif not all(torch.isfinite(p).all() for p in model.parameters()):
+                failure = "non-finite hyperparameters"
+        if failure is None:
+            checkpoint.clear()  # keep the refined values
     if failure is not None:
-        model.load_state_dict(start)
         warnings.warn(f"refine_amortized failed ({failure}); keeping the decoded values.",
                       stacklevel=2)
     return model.eval()
@@ -478,12 +494,10 @@ def _centred_priors(model: Any, kernel: AmortizedSpectralKernel, widths: RefineP
              lambda m, v: m.initialize(raw_mixture_logits=v)),
             (kernel, "log_mixture_means", kernel.mixture_means.log(), widths.log_means,
              lambda m: m.mixture_means.log(),
-             lambda m, v: m.initialize(
-                 raw_mixture_means=m.raw_mixture_means_constraint.inverse_transform(v.exp()))),
+             lambda m, v: setattr(m, "mixture_means", v.exp())),
             (kernel, "log_mixture_scales", kernel.mixture_scales.log(), widths.log_scales,
              lambda m: m.mixture_scales.log(),
-             lambda m, v: m.initialize(
-                 raw_mixture_scales=m.raw_mixture_scales_constraint.inverse_transform(v.exp()))),
+             lambda m, v: setattr(m, "mixture_scales", v.exp())),
             (kernel, "log_outputscale", kernel.outputscale.log(), widths.log_outputscale,
              lambda m: m.outputscale.log(),
              lambda m, v: setattr(m, "outputscale", v.exp())),
@@ -507,7 +521,7 @@ def _centred_priors(model: Any, kernel: AmortizedSpectralKernel, widths: RefineP
             added.append((module, name))
         yield
     finally:
-        for module, name in added:
+        for module, name in added:  # GPyTorch has no public way to unregister a prior
             module._priors.pop(name, None)
             delattr(module, name)
 
@@ -519,5 +533,6 @@ __all__ = [
     "constant_target_params",
     "constant_tolerance",
     "fit_amortized",
+    "model_spectral_params",
     "refine_amortized",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from gpytorch.constraints import Interval, Positive
 from gpytorch.kernels import Kernel, SpectralMixtureKernel
+from gpytorch.priors import Prior
 from torch import Tensor
 
 from pfn_kernels.kernels.bochner import spectral_density
@@ -60,8 +61,9 @@ class AmortizedSpectralKernel(Kernel):
     Hyperparameters are registered raw parameters, so the kernel can also be trained or refined
     by marginal likelihood: ``raw_mixture_logits`` (softmax over Q gives the weights),
     ``raw_mixture_means`` and ``raw_mixture_scales`` (softplus, see :data:`MIN_MEAN`), and
-    ``raw_outputscale``. Read and write them all at once with :attr:`spectral_params` and
-    :meth:`set_spectral_params`.
+    ``raw_outputscale``, each behind a property with a setter (``mixture_weights``,
+    ``mixture_means``, ``mixture_scales``, ``outputscale``), as in GPyTorch. Read and write them
+    all at once with :attr:`spectral_params` and :meth:`set_spectral_params`.
 
     :param ard_num_dims: input dimension d. ``None`` defers sizing to the first
         :meth:`set_spectral_params` (e.g. by :func:`pfn_kernels.fit_amortized`); calling the kernel
@@ -72,6 +74,9 @@ class AmortizedSpectralKernel(Kernel):
     :param mixture_means_constraint: constraint on the frequencies (default ``Positive()``).
     :param mixture_scales_constraint: constraint on the bandwidths (default ``Positive()``).
     :param outputscale_constraint: constraint on :math:`\sigma_f^2` (default ``Positive()``).
+    :param mixture_means_prior: optional GPyTorch prior on the frequencies `(*batch, d, Q)`
+        (used by marginal-likelihood fits, e.g. ``fit_gpytorch_mll``); likewise
+        ``mixture_scales_prior`` and ``outputscale_prior``.
 
     Example:
         >>> import torch
@@ -103,6 +108,9 @@ class AmortizedSpectralKernel(Kernel):
         mixture_means_constraint: Interval | None = None,
         mixture_scales_constraint: Interval | None = None,
         outputscale_constraint: Interval | None = None,
+        mixture_means_prior: Prior | None = None,
+        mixture_scales_prior: Prior | None = None,
+        outputscale_prior: Prior | None = None,
         **kwargs: Any,
     ) -> None:
         if num_mixtures < 1:
@@ -114,14 +122,24 @@ class AmortizedSpectralKernel(Kernel):
         self.num_mixtures = num_mixtures
         self.register_parameter("raw_outputscale", torch.nn.Parameter(torch.zeros(self.batch_shape)))
         self.register_constraint("raw_outputscale", outputscale_constraint or Positive())
-        # Carried so that set_spectral_params -> spectral_params round-trips; never used here.
-        self.register_buffer("noise", torch.zeros(self.batch_shape))
         self._means_constraint = mixture_means_constraint or Positive()
         self._scales_constraint = mixture_scales_constraint or Positive()
         self.outputscale = 1.0
         if ard_num_dims is not None:
             self._allocate(ard_num_dims, num_mixtures)
             self._set_default_spectrum()
+        # Priors act through the public properties, so they work on a lazily sized kernel too.
+        for name, prior in (("mixture_means", mixture_means_prior),
+                            ("mixture_scales", mixture_scales_prior),
+                            ("outputscale", outputscale_prior)):
+            if prior is not None:
+                if not isinstance(prior, Prior):
+                    raise TypeError(f"{name}_prior must be a gpytorch Prior, got {type(prior).__name__}.")
+                self.register_prior(
+                    f"{name}_prior", prior,
+                    lambda m, name=name: getattr(m, name),
+                    lambda m, v, name=name: setattr(m, name, v),
+                )
 
     # ------------------------------------------------------------------ sizing
     @property
@@ -137,8 +155,8 @@ class AmortizedSpectralKernel(Kernel):
             ("raw_mixture_means", self._means_constraint),
             ("raw_mixture_scales", self._scales_constraint),
         ):
-            if name in self._parameters:
-                del self._parameters[name]
+            if hasattr(self, name):
+                delattr(self, name)
             self.register_parameter(name, torch.nn.Parameter(like.new_zeros(shape)))
             if constraint is not None:
                 self.register_constraint(name, constraint)
@@ -155,9 +173,8 @@ class AmortizedSpectralKernel(Kernel):
         )
 
     def _resize_batch(self, batch_shape: torch.Size) -> None:
-        self._batch_shape = torch.Size(batch_shape)
-        self.raw_outputscale.data = self.raw_outputscale.data.new_zeros(self._batch_shape)
-        self.noise = self.noise.new_zeros(self._batch_shape)
+        self.batch_shape = torch.Size(batch_shape)
+        self.raw_outputscale.data = self.raw_outputscale.data.new_zeros(self.batch_shape)
 
     # ------------------------------------------------------------------ properties
     def _require_sized(self) -> None:
@@ -173,17 +190,41 @@ class AmortizedSpectralKernel(Kernel):
         self._require_sized()
         return torch.softmax(self.raw_mixture_logits, dim=-1)
 
+    @mixture_weights.setter
+    def mixture_weights(self, value: Tensor) -> None:
+        """Weights `(*batch, d, Q)`, stored as their logarithms (the softmax normalizes them over
+        Q; zeros become :data:`MIN_WEIGHT`)."""
+        self._require_sized()
+        value = torch.as_tensor(value).to(self.raw_mixture_logits).expand_as(self.raw_mixture_logits)
+        self.initialize(raw_mixture_logits=value.clamp_min(MIN_WEIGHT).log())
+
     @property
     def mixture_means(self) -> Tensor:
         """`(*batch, d, Q)` frequencies in cycles per unit input."""
         self._require_sized()
         return self.raw_mixture_means_constraint.transform(self.raw_mixture_means)
 
+    @mixture_means.setter
+    def mixture_means(self, value: Tensor) -> None:
+        """Frequencies `(*batch, d, Q)`, raised to :data:`MIN_MEAN`."""
+        self._require_sized()
+        value = torch.as_tensor(value).to(self.raw_mixture_means).expand_as(self.raw_mixture_means)
+        self.initialize(raw_mixture_means=self.raw_mixture_means_constraint.inverse_transform(
+            value.clamp_min(MIN_MEAN)))
+
     @property
     def mixture_scales(self) -> Tensor:
         """`(*batch, d, Q)` spectral standard deviations in cycles per unit input."""
         self._require_sized()
         return self.raw_mixture_scales_constraint.transform(self.raw_mixture_scales)
+
+    @mixture_scales.setter
+    def mixture_scales(self, value: Tensor) -> None:
+        """Bandwidths `(*batch, d, Q)`, raised to :data:`MIN_SCALE`."""
+        self._require_sized()
+        value = torch.as_tensor(value).to(self.raw_mixture_scales).expand_as(self.raw_mixture_scales)
+        self.initialize(raw_mixture_scales=self.raw_mixture_scales_constraint.inverse_transform(
+            value.clamp_min(MIN_SCALE)))
 
     @property
     def outputscale(self) -> Tensor:
@@ -198,30 +239,23 @@ class AmortizedSpectralKernel(Kernel):
         self.initialize(raw_outputscale=self.raw_outputscale_constraint.inverse_transform(value))
 
     def _set_mixture(self, weights: Tensor, means: Tensor, scales: Tensor) -> None:
-        like = self.raw_mixture_logits
-        weights, means, scales = (t.to(like).expand_as(like) for t in (weights, means, scales))
         with torch.no_grad():
-            self.raw_mixture_logits.copy_(weights.clamp_min(MIN_WEIGHT).log())
-            self.raw_mixture_means.copy_(
-                self.raw_mixture_means_constraint.inverse_transform(means.clamp_min(MIN_MEAN))
-            )
-            self.raw_mixture_scales.copy_(
-                self.raw_mixture_scales_constraint.inverse_transform(scales.clamp_min(MIN_SCALE))
-            )
+            self.mixture_weights, self.mixture_means, self.mixture_scales = weights, means, scales
 
     @property
     def spectral_params(self) -> SpectralParams:
         """The current hyperparameters as :class:`~pfn_kernels.SpectralParams` (differentiable).
 
-        ``noise`` is the value last passed to :meth:`set_spectral_params`; the kernel does not use
-        it. A GP's live noise is its likelihood's.
+        ``noise`` is 0: a kernel holds no observation noise, a GP's likelihood does
+        (:func:`pfn_kernels.fit.model_spectral_params` gives a model's kernel with its noise).
         """
+        os = self.outputscale
         return SpectralParams(
             weights=self.mixture_weights,
             means=self.mixture_means,
             scales=self.mixture_scales,
-            outputscale=self.outputscale,
-            noise=self.noise,
+            outputscale=os,
+            noise=torch.zeros_like(os),
             validate=False,
         )
 
@@ -231,7 +265,8 @@ class AmortizedSpectralKernel(Kernel):
         The batch shape of ``params`` must equal, or broadcast to, the kernel's; a kernel with a
         different batch shape adopts the batch shape of ``params``. Values are copied (no
         gradient flows back to ``params``); frequencies below :data:`MIN_MEAN` and bandwidths below
-        :data:`MIN_SCALE` are raised to those floors.
+        :data:`MIN_SCALE` are raised to those floors. ``params.noise`` is not the kernel's: set it
+        on the likelihood (:func:`pfn_kernels.fit_amortized` does).
         """
         if not isinstance(params, SpectralParams):
             raise TypeError(f"set_spectral_params expects SpectralParams, got {type(params).__name__}.")
@@ -253,7 +288,6 @@ class AmortizedSpectralKernel(Kernel):
             self._allocate(d, q)
         self._set_mixture(params.weights, params.means, params.scales)
         self.outputscale = params.outputscale
-        self.noise = params.noise.to(self.raw_outputscale).expand(self.batch_shape).clone()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # A fresh, unsized kernel takes its d, Q and batch shape from the saved state.

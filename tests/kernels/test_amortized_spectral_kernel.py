@@ -288,11 +288,17 @@ def test_float64_params_into_default_float32_kernel_are_cast():
 
 
 # ---------------------------------------------------------------------------- parameter round trips
+def noise_free(p: SpectralParams) -> SpectralParams:
+    """``p`` as a kernel holds it: no observation noise."""
+    return SpectralParams(p.weights, p.means, p.scales, p.outputscale, torch.zeros_like(p.noise))
+
+
 def test_set_then_get_spectral_params_round_trip():
     p = random_params(batch=(), d=3, q=4, seed=13)
     kernel = make_kernel(p)
     got = kernel.spectral_params
-    assert got.allclose(p, rtol=1e-10, atol=1e-12)
+    assert got.allclose(noise_free(p), rtol=1e-10, atol=1e-12)
+    assert torch.equal(got.noise, torch.zeros_like(p.noise))  # the likelihood's, not the kernel's
     torch.testing.assert_close(kernel.mixture_weights.sum(-1), torch.ones(3, dtype=DTYPE))
     assert (kernel.ard_num_dims, kernel.num_mixtures) == (3, 4)
 
@@ -304,7 +310,7 @@ def test_set_spectral_params_resizes_d_and_q():
         kernel.set_spectral_params(p)
         assert (kernel.ard_num_dims, kernel.num_mixtures) == (d, q)
         assert kernel.raw_mixture_scales.shape == torch.Size([d, q])
-        assert kernel.spectral_params.allclose(p, rtol=1e-10, atol=1e-12)
+        assert kernel.spectral_params.allclose(noise_free(p), rtol=1e-10, atol=1e-12)
         assert kernel(rand(4, d)).to_dense().shape == torch.Size([4, 4])
 
 
@@ -314,19 +320,19 @@ def test_set_spectral_params_batch_shape_adoption():
     kernel.set_spectral_params(p2)  # unsized, unbatched kernel adopts (2,)
     assert kernel.batch_shape == torch.Size([2])
     assert kernel.raw_outputscale.shape == torch.Size([2])
-    assert kernel.spectral_params.allclose(p2, rtol=1e-10, atol=1e-12)
+    assert kernel.spectral_params.allclose(noise_free(p2), rtol=1e-10, atol=1e-12)
 
     p0 = random_params(batch=(), d=2, q=3, seed=2)
     kernel.set_spectral_params(p0)  # broadcasts to the kernel's (2,)
     assert kernel.batch_shape == torch.Size([2])
-    assert kernel.spectral_params.allclose(p0.expand(2), rtol=1e-10, atol=1e-12)
+    assert kernel.spectral_params.allclose(noise_free(p0.expand(2)), rtol=1e-10, atol=1e-12)
 
     p34 = random_params(batch=(3, 4), d=1, q=2, seed=3)
     kernel.set_spectral_params(p34)  # not broadcastable to (2,): adopted
     assert kernel.batch_shape == torch.Size([3, 4])
     assert kernel.raw_mixture_logits.shape == torch.Size([3, 4, 1, 2])
-    assert kernel.noise.shape == torch.Size([3, 4])
-    assert kernel.spectral_params.allclose(p34, rtol=1e-10, atol=1e-12)
+    assert kernel.spectral_params.noise.shape == torch.Size([3, 4])
+    assert kernel.spectral_params.allclose(noise_free(p34), rtol=1e-10, atol=1e-12)
     assert kernel(rand(5, 1)).to_dense().shape == torch.Size([3, 4, 5, 5])
 
 
@@ -367,7 +373,6 @@ def test_state_dict_round_trip_into_fresh_unsized_kernel():
     assert fresh.batch_shape == torch.Size([2])
     assert (fresh.ard_num_dims, fresh.num_mixtures) == (3, 5)
     assert fresh.spectral_params.allclose(kernel.spectral_params, rtol=0, atol=0)
-    torch.testing.assert_close(fresh.noise, p.noise)
     x = rand(2, 6, 3)
     torch.testing.assert_close(fresh(x).to_dense(), kernel(x).to_dense(), rtol=0, atol=0)
 
@@ -492,3 +497,48 @@ def test_docstring_example_runs():
     assert examples >= 5
     assert runner.failures == 0
     assert doctest.testmod(kernel_module).failed == 0
+
+
+# ---------------------------------------------------------------------------- setters and priors
+def test_public_setters_write_the_raw_parameters():
+    p = random_params(batch=(2,), d=2, q=3, seed=21)
+    kernel = make_kernel(p)
+    q = random_params(batch=(2,), d=2, q=3, seed=22)
+    kernel.mixture_weights, kernel.mixture_means, kernel.mixture_scales = q.weights, q.means, q.scales
+    kernel.outputscale = q.outputscale
+    assert kernel.spectral_params.allclose(noise_free(q), rtol=1e-10, atol=1e-12)
+    kernel.mixture_weights = 3 * q.weights  # stored as logarithms: the softmax renormalizes
+    torch.testing.assert_close(kernel.mixture_weights, q.weights)
+    kernel.mixture_means = torch.zeros(2, 2, 3, dtype=DTYPE)  # floored, never 0 under a softplus
+    assert (kernel.mixture_means >= MIN_MEAN * (1 - 1e-9)).all()
+    with pytest.raises(RuntimeError, match="no spectral parameters yet"):
+        AmortizedSpectralKernel().mixture_means = torch.ones(1, 1)
+
+
+def test_priors_are_constructor_arguments_and_enter_the_mll():
+    from botorch.models import SingleTaskGP
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from gpytorch.priors import GammaPrior, LogNormalPrior
+
+    p = random_params(d=2, q=2, seed=23)
+    X = rand(15, 2)
+    Y = torch.sin(4 * X[:, :1])
+
+    def mll_value(kernel):
+        model = SingleTaskGP(X, Y, covar_module=kernel, outcome_transform=None)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        model.train()
+        return mll(model(X), Y[:, 0]).item(), model
+
+    plain, _ = mll_value(make_kernel(p))
+    os_prior, means_prior = GammaPrior(2.0, 0.5), LogNormalPrior(0.0, 1.0)
+    kernel = AmortizedSpectralKernel(outputscale_prior=os_prior, mixture_means_prior=means_prior).double()
+    kernel.set_spectral_params(p)
+    names = {name for name, *_ in kernel.named_priors()}
+    assert names == {"outputscale_prior", "mixture_means_prior"}
+    with_priors, model = mll_value(kernel)
+    expected = (os_prior.log_prob(kernel.outputscale).sum()
+                + means_prior.log_prob(kernel.mixture_means).sum()).item() / 15
+    assert with_priors - plain == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(TypeError, match="gpytorch Prior"):
+        AmortizedSpectralKernel(outputscale_prior=0.5)
