@@ -57,7 +57,6 @@ from ax.generators.torch.botorch_modular.input_constructors.covar_modules import
 from ax.generators.torch.botorch_modular.surrogate import (
     ModelConfig,
     Surrogate,
-    SurrogateSpec,
     submodel_input_constructor,
 )
 from ax.generators.torch.botorch_modular.utils import fit_botorch_model

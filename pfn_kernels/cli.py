@@ -79,12 +79,6 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_demo)
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from pfn_kernels import train
-
-    return train.main(args.train_args)
-
-
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -92,8 +86,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train a spectral decoder; all arguments go to `python -m pfn_kernels.train`.",
         add_help=False,
     )
-    parser.add_argument("train_args", nargs=argparse.REMAINDER)
-    parser.set_defaults(func=_run_train)
+    parser.add_argument("train_args", nargs=argparse.REMAINDER)  # main() passes them through
 
 
 #: The registered commands, in the order ``--help`` lists them.

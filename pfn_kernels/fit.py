@@ -60,7 +60,7 @@ from torch import Tensor
 
 from pfn_kernels.inference import Decoder, InferenceConfig, decode_spectral_params
 from pfn_kernels.kernels import AmortizedSpectralKernel
-from pfn_kernels.network import SpectralDecoder, default_decoder
+from pfn_kernels.network import default_decoder
 from pfn_kernels.spectral_params import SpectralParams
 from pfn_kernels.validation import (
     DecoderWarning,

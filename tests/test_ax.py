@@ -52,9 +52,8 @@ DTYPE = torch.float64
 
 
 @pytest.fixture(scope="module")
-def decoder() -> SpectralDecoder:
-    torch.manual_seed(0)
-    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8)).eval()
+def decoder(tiny_decoder) -> SpectralDecoder:
+    return tiny_decoder  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -30,16 +30,16 @@ from pfn_kernels import (
     refine_amortized,
 )
 from pfn_kernels.kernels import spectral_mixture_covariance
-from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.network import SpectralDecoder
+from decoders import make_decoder
 from pfn_kernels.inference import decode_spectral_params
 
 DTYPE = torch.float64
 
 
 @pytest.fixture(scope="module")
-def decoder() -> SpectralDecoder:
-    torch.manual_seed(0)
-    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8))
+def decoder(tiny_decoder) -> SpectralDecoder:
+    return tiny_decoder  # tests/conftest.py
 
 
 def toy_data(n=24, d=2, m=1, seed=0, dtype=DTYPE, scale=3.0):
@@ -180,12 +180,11 @@ def test_default_decoder_loaded_once_and_lazily(decoder, monkeypatch):
         fit_module.default_decoder.cache_clear()
 
 
-def test_decoder_mode_is_restored(decoder):
+def test_decoder_mode_is_restored():
     X, Y = toy_data()
-    decoder.train()
+    decoder = make_decoder().train()
     fit_amortized(plain_gp(X, Y), decoder=decoder)
     assert decoder.training
-    decoder.eval()
 
 
 # ---------------------------------------------------------------------- refine

@@ -128,6 +128,7 @@ def run_bo(
     """
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.optim import optimize_acqf
+    from botorch.utils.sampling import draw_sobol_samples
 
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
@@ -136,8 +137,7 @@ def run_bo(
     start = time.perf_counter()
     d = problem.dim
     unit = torch.stack([torch.zeros(d), torch.ones(d)]).to(torch.float64)
-    sobol = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed)
-    U = sobol.draw(n_init, dtype=torch.float64)  # (n_init, d) unit-cube inputs
+    U = draw_sobol_samples(unit, n=n_init, q=1, seed=seed).squeeze(-2)  # (n_init, d) in [0, 1]^d
     Y = problem.evaluate_unit(U)  # (n_init,)
     fallback = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed + 7919)
     fit_times, acq_times, failures = [], [], []

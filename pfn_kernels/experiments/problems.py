@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from botorch.utils.transforms import unnormalize
 from torch import Tensor
 
 #: Problems by name; ``gp_prior2`` and ``gp_prior4`` are drawn from the task prior per seed.
@@ -42,13 +43,12 @@ class Problem:
 
     def evaluate_unit(self, U: Tensor) -> Tensor:
         """Values at `(n, d)` points of the unit cube (scaled to ``bounds`` first)."""
-        lower, upper = self.bounds[0], self.bounds[1]
         with torch.no_grad():
-            return self.function(lower + (upper - lower) * U).reshape(-1)
+            return self.function(self.to_bounds(U)).reshape(-1)
 
     def to_bounds(self, U: Tensor) -> Tensor:
-        """Unit-cube points `(n, d)` mapped into ``bounds``."""
-        return self.bounds[0] + (self.bounds[1] - self.bounds[0]) * U
+        """Unit-cube points `(n, d)` mapped into ``bounds`` (BoTorch's ``unnormalize``)."""
+        return unnormalize(U, self.bounds)
 
 
 def make_problem(name: str, seed: int = 0) -> Problem:

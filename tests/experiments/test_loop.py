@@ -22,7 +22,10 @@ def test_run_bo_every_method(method, tiny_decoder):
     result = run_bo(problem, method, seed=1, n_init=4, n_iter=2, decoder=tiny_decoder,
                     num_restarts=2, raw_samples=32, sm_restarts=2, sm_maxiter=20)
     assert result.X.shape == (6, 2) and result.Y.shape == (6,)
-    assert bool((result.X >= problem.bounds[0]).all() and (result.X <= problem.bounds[1]).all())
+    # The design is the seed's scrambled Sobol points (shared by every method), and Y is f(X).
+    sobol = torch.quasirandom.SobolEngine(2, scramble=True, seed=1).draw(4, dtype=torch.float64)
+    torch.testing.assert_close(result.X[:4], problem.to_bounds(sobol))
+    torch.testing.assert_close(result.Y, problem.function(result.X))
     assert len(result.regret) == 6 and len(result.fit_times) == len(result.acq_times) == 2
     assert all(math.isfinite(r) and r >= 0 for r in result.regret)
     assert all(b <= a for a, b in zip(result.regret, result.regret[1:]))

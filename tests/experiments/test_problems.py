@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pfn_kernels.experiments import PROBLEMS, gp_prior_problem, make_problem
+from pfn_kernels.experiments import GPSampleFunction, PROBLEMS, gp_prior_problem, make_problem
 
 
 @pytest.mark.parametrize("name", [p for p in PROBLEMS if not p.startswith("gp_prior")])
@@ -38,13 +38,15 @@ def test_gp_prior_problem_is_deterministic_and_its_optimum_is_an_upper_estimate(
     assert "task prior" in a.description
 
 
-def test_gp_prior_function_has_about_unit_variance():
-    values = torch.cat([
-        gp_prior_problem(2, s, num_features=256, search_points=256, num_polish=1)
-        .evaluate_unit(torch.rand(400, 2, dtype=torch.float64))
-        for s in range(6)
-    ])
-    assert 0.2 < float(values.var()) < 5.0
+def test_gp_sample_function_has_unit_prior_variance():
+    """Var f(x) = (2/L) sum_i (sin^2 + cos^2) = 1 at every x, over the coefficients' draws."""
+    g = torch.Generator().manual_seed(0)
+    omega = 3 * torch.randn(64, 2, generator=g, dtype=torch.float64)  # L/2 = 64 frequencies
+    coeffs = torch.randn(128, 4000, generator=g, dtype=torch.float64)  # 4000 sample paths
+    values = GPSampleFunction(omega, coeffs)(torch.rand(10, 2, generator=g, dtype=torch.float64))
+    assert values.shape == (10, 4000)
+    # the variance of 4000 Gaussian draws has a standard error of about sqrt(2 / 4000) = 0.022
+    torch.testing.assert_close(values.var(-1), torch.ones(10, dtype=torch.float64), atol=0.1, rtol=0)
 
 
 def test_unknown_problem_is_an_error():

@@ -13,6 +13,7 @@ import warnings
 import pytest
 import torch
 
+from decoders import TINY
 from pfn_kernels import SpectralParams
 from pfn_kernels.inference import InferenceConfig, OutputRanges, decode_spectral_params
 from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
@@ -22,14 +23,12 @@ from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import weights_path
 from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
 
-TINY = DecoderConfig(width=16, num_heads=2, num_layers=1)
 FIELDS = ("weights", "means", "scales", "outputscale", "noise")
 
 
 @pytest.fixture(scope="module")
-def tiny() -> SpectralDecoder:
-    torch.manual_seed(0)
-    return SpectralDecoder(TINY).eval()
+def tiny(tiny_decoder) -> SpectralDecoder:
+    return tiny_decoder  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

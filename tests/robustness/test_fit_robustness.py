@@ -14,16 +14,15 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, fit_amortized
 from pfn_kernels.fit import constant_target_params
-from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.validation import DecoderWarning, OutsideUnitCubeWarning
 
 DTYPE = torch.float64
 
 
 @pytest.fixture(scope="module")
-def decoder() -> SpectralDecoder:
-    torch.manual_seed(0)
-    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1)).eval()
+def decoder(tiny_decoder) -> SpectralDecoder:
+    return tiny_decoder  # tests/conftest.py
 
 
 def toy(n=20, d=2, m=1, seed=0, dtype=DTYPE, batch=()):

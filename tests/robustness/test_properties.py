@@ -16,14 +16,14 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from decoders import make_decoder
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.inference import decode_spectral_params
 from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
-from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.network import DecoderConfig
 from pfn_kernels.validation import MAX_INPUT_DIMS
 
-torch.manual_seed(0)
-DECODER = SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1)).eval()
+DECODER = make_decoder()  # module level: hypothesis's @given tests cannot take fixtures
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

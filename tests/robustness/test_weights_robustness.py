@@ -8,12 +8,12 @@ import pickle
 
 import pytest
 import torch
+from decoders import TINY
 from safetensors.torch import load_file, save_file
 
-from pfn_kernels.network import DecoderConfig, SpectralDecoder, WeightsError, load_decoder, save_decoder
+from pfn_kernels.network import SpectralDecoder, WeightsError, load_decoder, save_decoder
 from pfn_kernels.inference import decode_spectral_params
 
-TINY = DecoderConfig(width=16, num_heads=2, num_layers=1)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,15 @@ from botorch.sampling.pathwise.posterior_samplers import get_matheron_path_model
 from torch import Size
 
 from pfn_kernels import AmortizedSingleTaskGP, AmortizedSpectralKernel, SpectralParams, fit_amortized
-from pfn_kernels.network import DecoderConfig, SpectralDecoder
+from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.sampling import sample_spectral_frequencies
 
 DTYPE = torch.float64
 
 
 @pytest.fixture(scope="module")
-def decoder() -> SpectralDecoder:
-    torch.manual_seed(0)
-    return SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1, num_bins=8))
+def decoder(tiny_decoder) -> SpectralDecoder:
+    return tiny_decoder  # tests/conftest.py
 
 
 def oscillating_params(batch=(), d=2) -> SpectralParams:
