@@ -112,6 +112,39 @@ def profile_quadratic_form(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> tup
     return (rhs * torch.cholesky_solve(rhs, chol)).sum(-2).mean(-1), chol, info
 
 
+def gls_quadratic_form(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""The generalized-least-squares constant mean and the quadratic form of the residual.
+
+    With :math:`A = K + (r + 10^{-6}) I`,
+
+    .. math::
+        \hat c = \frac{\mathbf 1^\top A^{-1} \mathbf y}{\mathbf 1^\top A^{-1} \mathbf 1},
+        \qquad q = (\mathbf y - \hat c \mathbf 1)^\top A^{-1} (\mathbf y - \hat c \mathbf 1),
+
+    the maximum-likelihood constant mean of a GP with covariance proportional to A (any
+    outputscale) and the form the profile outputscale :math:`q / n` then uses.
+
+    :param k: `(B, n, n)` unit-outputscale kernel matrices.
+    :param y: `(B, n)` targets, or `(B, n, M)` realizations sharing one mean (q is averaged over M).
+    :param log_noise_ratio: `(B,)` :math:`\log r`.
+    :return: ``(c, q, info)``, each `(B,)`, in float64; ``info`` is nonzero where the Cholesky
+        factorization failed (``c`` is then 0 and ``q`` non-finite).
+    """
+    eye = torch.eye(k.shape[-1], dtype=torch.float64, device=k.device)
+    ratio = log_noise_ratio.double().exp()[..., None, None] + PROFILE_JITTER
+    chol, info = torch.linalg.cholesky_ex(k.double() + ratio * eye)
+    yy = y.double() if y.dim() == 3 else y.double().unsqueeze(-1)  # (B, n, M)
+    ones = torch.ones_like(yy[..., :1])
+    sol = torch.cholesky_solve(torch.cat([ones, yy], dim=-1), chol)  # A^-1 [1, y]
+    a1, ay = sol[..., :1], sol[..., 1:]
+    c = (ones * ay).sum(-2).mean(-1) / (ones * a1).sum((-2, -1))  # (B,)
+    c = torch.where(info == 0, c, torch.zeros_like(c))
+    resid = yy - c[..., None, None]
+    q = (resid * (ay - c[..., None, None] * a1)).sum(-2).mean(-1)
+    q = torch.where(info == 0, q, torch.full_like(q, math.nan))
+    return c, q, info
+
+
 def profile_log_likelihood(k: Tensor, y: Tensor, log_noise_ratio: Tensor) -> Tensor:
     r"""Log marginal likelihood with the outputscale maximized out, up to a constant.
 

@@ -103,8 +103,9 @@ def fit_amortized(
     - the noise of a :class:`~gpytorch.likelihoods.GaussianLikelihood`, raised to its constraint's
       lower bound if needed. A :class:`~gpytorch.likelihoods.FixedNoiseGaussianLikelihood` (known
       ``train_Yvar``) keeps its noise;
-    - the constant of a :class:`~gpytorch.means.ConstantMean`: the targets' mean (0 after
-      ``Standardize``), the mean the decoder assumes.
+    - the constant of a :class:`~gpytorch.means.ConstantMean`: the decoded constant mean (the
+      targets' mean, 0 after ``Standardize``, unless the inference stages estimate another, e.g.
+      ``InferenceConfig(mean_mode="gls")``).
 
     A batched multi-output model (``train_Y`` of shape `(n, m)`) is fitted by one batched pass.
     Difficult data (NaN, constant targets, extreme scales, inputs outside the unit cube, ...) are
@@ -184,6 +185,7 @@ def fit_amortized(
         scales=params.scales,
         outputscale=params.outputscale * scale,
         noise=params.noise * scale,
+        constant_mean=y_mean + y_std * params.constant_mean,
         validate=True,  # a clear error for a broken decoder, not a NaN posterior later
     )
     wanted = getattr(model, "_num_mixtures", None)
@@ -198,16 +200,16 @@ def fit_amortized(
     _set_noise(model.likelihood, params.noise, params.outputscale)
     mean_module = getattr(model, "mean_module", None)
     if isinstance(mean_module, ConstantMean):
-        mean_module.constant = y_mean.reshape(mean_module.constant.shape)
+        mean_module.constant = params.constant_mean.reshape(mean_module.constant.shape)
     if refine:
         refine_amortized(model, steps=refine_steps, **kwargs)
     return model.eval()
 
 
 def model_spectral_params(model: Any) -> SpectralParams:
-    """A fitted GP's kernel and noise as :class:`SpectralParams`, in the model's (transformed)
-    target units: the kernel's mixture and outputscale, the likelihood's noise (for known noise,
-    its mean over the training points)."""
+    """A fitted GP's kernel, noise and mean as :class:`SpectralParams`, in the model's
+    (transformed) target units: the kernel's mixture and outputscale, the likelihood's noise (for
+    known noise, its mean over the training points), a ``ConstantMean``'s constant (else 0)."""
     params = amortized_kernel_of(model).spectral_params
     noise = model.likelihood.noise
     if isinstance(model.likelihood, FixedNoiseGaussianLikelihood):
@@ -215,8 +217,12 @@ def model_spectral_params(model: Any) -> SpectralParams:
     else:
         noise = noise.squeeze(-1) if noise.dim() > params.outputscale.dim() else noise
     noise = noise.to(params.outputscale).expand(params.batch_shape)
+    mean_module = getattr(model, "mean_module", None)
+    mean = torch.zeros_like(params.outputscale)
+    if isinstance(mean_module, ConstantMean):
+        mean = mean_module.constant.to(mean).reshape(mean.shape)
     return SpectralParams(params.weights, params.means, params.scales, params.outputscale, noise,
-                          validate=False)
+                          constant_mean=mean, validate=False)
 
 
 def amortized_kernel_of(model: Any) -> AmortizedSpectralKernel:
@@ -345,6 +351,7 @@ def _constant_fallback(params: SpectralParams, constant: Tensor, n: int) -> Spec
         scales=pick(fallback.scales, params.scales, 2),
         outputscale=pick(fallback.outputscale, params.outputscale, 0),
         noise=pick(fallback.noise, params.noise, 0),
+        constant_mean=pick(fallback.constant_mean, params.constant_mean, 0),
         validate=False,
     )
 

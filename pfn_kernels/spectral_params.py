@@ -28,7 +28,7 @@ from torch import Tensor
 WEIGHT_SUM_ATOL = 1e-4
 
 _MIXTURE_FIELDS = ("weights", "means", "scales")
-_GLOBAL_FIELDS = ("outputscale", "noise")
+_GLOBAL_FIELDS = ("outputscale", "noise", "constant_mean")
 
 
 @dataclass
@@ -46,6 +46,8 @@ class SpectralParams:
         :math:`\tau = 0`).
     :param noise: `(*batch)` observation noise variance :math:`\sigma_n^2 \ge 0`. It belongs to
         the likelihood, not the kernel.
+    :param constant_mean: `(*batch)` the GP's constant mean :math:`c` (default 0: centred
+        targets). It belongs to the mean module, not the kernel.
     :param validate: check shapes, finiteness and ranges (default). Pass ``False`` only in hot
         loops whose outputs are constrained by construction.
 
@@ -66,14 +68,17 @@ class SpectralParams:
     scales: Tensor
     outputscale: Tensor
     noise: Tensor
+    constant_mean: Tensor | None = None
     validate: InitVar[bool] = True
 
     def __post_init__(self, validate: bool) -> None:
         for name in _MIXTURE_FIELDS + _GLOBAL_FIELDS:
             value = getattr(self, name)
+            if name == "constant_mean" and value is None:
+                value = torch.zeros_like(self.outputscale)
             if not isinstance(value, Tensor):
                 value = torch.as_tensor(value, dtype=torch.get_default_dtype())
-                setattr(self, name, value)
+            setattr(self, name, value)
         if validate:
             self._validate()
 
@@ -197,6 +202,7 @@ class SpectralParams:
             scales=pad(self.scales, 1.0),
             outputscale=self.outputscale,
             noise=self.noise,
+            constant_mean=self.constant_mean,
             validate=False,
         )
 
@@ -221,7 +227,8 @@ class SpectralParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any], dtype: torch.dtype | None = None) -> "SpectralParams":
         dtype = dtype or torch.get_default_dtype()
-        return cls(**{k: torch.as_tensor(data[k], dtype=dtype) for k in _MIXTURE_FIELDS + _GLOBAL_FIELDS})
+        return cls(**{k: torch.as_tensor(data[k], dtype=dtype)
+                      for k in _MIXTURE_FIELDS + _GLOBAL_FIELDS if k in data})  # older dicts: mean 0
 
     def allclose(self, other: "SpectralParams", rtol: float = 1e-5, atol: float = 1e-8) -> bool:
         return all(

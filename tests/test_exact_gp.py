@@ -2,9 +2,17 @@
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
-from pfn_kernels.exact_gp import exact_gp_scores, profile_log_likelihood, profile_quadratic_form
+from pfn_kernels.exact_gp import (
+    PROFILE_JITTER,
+    exact_gp_scores,
+    gls_quadratic_form,
+    profile_log_likelihood,
+    profile_quadratic_form,
+)
 
 
 def _rbf(a, b):
@@ -55,3 +63,34 @@ def test_exact_gp_scores_match_closed_form():
     nlml = 0.5 * (y[0] @ torch.linalg.solve(a, y[0]) + torch.logdet(a)) / 10 + 0.5 * math.log(2 * math.pi)
     torch.testing.assert_close(s.context_nlml[0], nlml)
     assert not bool(s.cholesky_failed[0])
+
+
+def test_gls_mean_and_residual_form_match_closed_form():
+    """c = 1'A^-1 y / 1'A^-1 1 and q = (y - c)'A^-1 (y - c), with A = K + (r + 1e-6) I."""
+    k, y = _problem(n=15, seed=4)
+    y = y + 3.0  # an offset the GLS mean must find
+    log_r = torch.tensor([math.log(0.02)], dtype=torch.float64)
+    a = (k[0] + (0.02 + PROFILE_JITTER) * torch.eye(15, dtype=torch.float64)).numpy()
+    yn, one = y[0].numpy(), np.ones(15)
+    c = one @ np.linalg.solve(a, yn) / (one @ np.linalg.solve(a, one))
+    q = (yn - c) @ np.linalg.solve(a, yn - c)
+    got_c, got_q, info = gls_quadratic_form(k, y, log_r)
+    assert got_c.item() == pytest.approx(c, rel=1e-10) and got_q.item() == pytest.approx(q, rel=1e-10)
+    assert int(info) == 0
+    # the maximum-likelihood constant: no other c gives a smaller residual form
+    for shift in (-0.1, 0.1):
+        r = yn - c - shift
+        assert r @ np.linalg.solve(a, r) > q
+    # M realizations share one mean: the mean over columns; q averages the columns' forms
+    y3 = torch.stack([y[0], y[0] + 1.0], -1)[None]
+    c3, q3, _ = gls_quadratic_form(k, y3, log_r)
+    assert c3.item() == pytest.approx(c + 0.5, rel=1e-10)
+    r1, r2 = yn - c - 0.5, yn + 1.0 - c - 0.5
+    assert q3.item() == pytest.approx(0.5 * (r1 @ np.linalg.solve(a, r1) + r2 @ np.linalg.solve(a, r2)), rel=1e-10)
+
+
+def test_gls_mean_of_uncorrelated_points_is_the_sample_mean():
+    y = torch.randn(1, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 2
+    c, q, _ = gls_quadratic_form(torch.eye(9, dtype=torch.float64)[None], y, torch.zeros(1, dtype=torch.float64))
+    assert c.item() == pytest.approx(y.mean().item(), rel=1e-12)
+    assert q.item() == pytest.approx(((y - y.mean()) ** 2).sum().item() / (1 + 1 + PROFILE_JITTER), rel=1e-9)

@@ -38,7 +38,7 @@ def replaced(p: SpectralParams, **changes) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------- construction
 def test_field_names_and_properties():
     p = random_params(batch=(4, 5), d=3, q=2)
-    assert FIELD_NAMES == ("weights", "means", "scales", "outputscale", "noise")
+    assert FIELD_NAMES == ("weights", "means", "scales", "outputscale", "noise", "constant_mean")
     assert p.batch_shape == torch.Size([4, 5])
     assert (p.num_dims, p.num_mixtures) == (3, 2)
     assert p.dtype == torch.float64

@@ -59,6 +59,8 @@ def calibrate(
     ranges: OutputRanges | None = None,
     sweeps: int = 2,
     max_points: int = 128,
+    steps: tuple[float, ...] = CALIBRATION_STEPS,
+    prior_std: float | None = None,
 ) -> SpectralEstimate:
     r"""Dilate each dimension's decoded spectrum, and scale the noise, by profile likelihood.
 
@@ -69,6 +71,11 @@ def calibrate(
         :class:`~pfn_kernels.inference.bounds.OutputRanges`).
     :param sweeps: per-dimension sweeps after the shared grid (0: the grid only).
     :param max_points: points read (a strided subsample beyond).
+    :param steps: the per-dimension factors tried in each sweep (default
+        :data:`CALIBRATION_STEPS`).
+    :param prior_std: if given, candidates are scored by the profile likelihood plus a Normal
+        log prior :math:`-\sum_j (\log c_j)^2 / (2\sigma^2)` on the dilations (MAP rather than
+        maximum likelihood: wide steps then need strong evidence); ``None``: no prior.
     :return: the estimate with dilated ``means`` and ``scales`` and the chosen
         ``log_noise_ratio``; deterministic.
     """
@@ -88,10 +95,15 @@ def calibrate(
         sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
         return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc)  # tau (B, n, n, 1)
 
+    def penalty(c: Tensor) -> Tensor:  # c (..., B, d, 1) -> (..., B) log prior of the dilations
+        if prior_std is None:
+            return torch.zeros(c.shape[:-2], dtype=torch.float64, device=c.device)
+        return -0.5 * (c.double().log() / prior_std).pow(2).sum((-2, -1))
+
     def noise_step(k: Tensor, log_r: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
         lo, hi = ranges.log_noise_ratio_range
         cand = (log_r + noise[:, None]).clamp(lo, hi)  # (F, B)
-        return keep_best(profile_log_likelihood(k, y, cand), cand, log_r, best)
+        return keep_best(profile_log_likelihood(k, y, cand) + penalty(c), cand, log_r, best)
 
     noise = torch.tensor(CALIBRATION_NOISE, dtype=log_r.dtype, device=log_r.device).log()
     c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
@@ -100,16 +112,16 @@ def calibrate(
     grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
     cand = c * grid[:, None, None, None]  # (G, B, d, 1)
     k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
-    c, best = keep_best(profile_log_likelihood(k, y, log_r), cand, c, best)
+    c, best = keep_best(profile_log_likelihood(k, y, log_r) + penalty(cand), cand, c, best)
     dims = [factor(j, c[:, j, 0]) for j in range(d)]
     log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
-    steps = torch.tensor(CALIBRATION_STEPS, dtype=mu.dtype, device=mu.device)
+    steps = torch.tensor(steps, dtype=mu.dtype, device=mu.device)
     for _ in range(sweeps if d > 1 else 0):
         for j in range(d):
             others = torch.stack(dims[:j] + dims[j + 1 :]).prod(0)  # (B, n, n)
             cand = c.repeat(len(steps), 1, 1, 1)
             cand[:, :, j, 0] *= steps[:, None]
-            ll = profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r)
+            ll = profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r) + penalty(cand)
             c, best = keep_best(ll, cand, c, best)
             dims[j] = factor(j, c[:, j, 0])
         log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)

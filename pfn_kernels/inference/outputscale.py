@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from pfn_kernels.exact_gp import profile_quadratic_form
+from pfn_kernels.exact_gp import gls_quadratic_form, profile_quadratic_form
 from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -50,6 +50,7 @@ def profile_outputscale(
     est: SpectralEstimate,
     prior_count: float = 1.0,
     max_points: int = 2048,
+    mean: Tensor | None = None,
 ) -> Tensor:
     r"""Profile-likelihood outputscale, shrunk towards the estimate's own guess.
 
@@ -65,11 +66,15 @@ def profile_outputscale(
     :param est: the estimate (batch `(B,)`).
     :param prior_count: :math:`n_0`, the guess's weight in points.
     :param max_points: points read (a strided subsample beyond).
+    :param mean: `(B,)` a constant mean subtracted from y first (e.g. :func:`gls_mean`'s); default
+        none (standardized y is centred already).
     :return: `(B,)` outputscales, in the dtype of the guess.
     """
     guess = est.log_outputscale.exp()
     stride = max(1, math.ceil(x.shape[-2] / max_points))
     xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    if mean is not None:
+        ys = ys - (mean[:, None] if ys.dim() == 2 else mean[:, None, None]).to(ys)
     k = spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
     ns = xs.shape[-2]
     quad, _, _ = profile_quadratic_form(k, ys, est.log_noise_ratio)
@@ -77,4 +82,23 @@ def profile_outputscale(
     return ((quad + prior_count * guess.double()) / (ns + prior_count)).to(guess.dtype)
 
 
-__all__ = ["alpha_estimator", "profile_outputscale"]
+def gls_mean(x: Tensor, y: Tensor, est: SpectralEstimate, max_points: int = 2048) -> Tensor:
+    r"""The generalized-least-squares constant mean under the estimate's kernel and noise ratio,
+    :math:`\hat c = \mathbf 1^\top A^{-1}\mathbf y / \mathbf 1^\top A^{-1}\mathbf 1` with
+    :math:`A = K + rI` (:func:`~pfn_kernels.exact_gp.gls_quadratic_form`): the maximum-likelihood
+    mean of the GP. Unlike the sample mean it discounts clustered points (a BO design piled up
+    near an optimum) and, for a smooth kernel, a trend across the domain.
+
+    :param x: `(B, n, d)` inputs; ``y`` `(B, n)` or `(B, n, M)` targets.
+    :param est: the estimate (batch `(B,)`).
+    :param max_points: points read (a strided subsample beyond).
+    :return: `(B,)` means in ``y``'s dtype (0 where the factorization fails).
+    """
+    stride = max(1, math.ceil(x.shape[-2] / max_points))
+    xs, ys = x[:, ::stride], y[:, ::stride]
+    k = spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
+    c, _, _ = gls_quadratic_form(k, ys, est.log_noise_ratio)
+    return c.to(y.dtype)
+
+
+__all__ = ["alpha_estimator", "gls_mean", "profile_outputscale"]

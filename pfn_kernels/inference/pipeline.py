@@ -12,16 +12,22 @@ outputscale, bounds.
    points for the same n), with a warning; time and memory stay bounded whatever n;
 3. **the network** (:class:`~pfn_kernels.network.SpectralDecoder`), in its own device and dtype:
    a :class:`~pfn_kernels.spectral_params.SpectralEstimate`;
-4. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
+4. **evidence check** (:func:`~pfn_kernels.inference.evidence.evidence_check`, if
+   ``config.evidence_check``): the decoded kernel against plain RBF kernels by marginal
+   likelihood; a clearly better RBF replaces it;
+5. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
    ``config.calibrate``): per-dimension frequency dilations and a noise factor by profile
    marginal likelihood;
-5. **outputscale** (:func:`~pfn_kernels.inference.outputscale.profile_outputscale`, or the
-   network's guess with ``outputscale_mode="predicted"``);
-6. **bounds** (:func:`~pfn_kernels.inference.bounds.bound_estimate`): the documented output
+6. **mean and outputscale**: the constant mean (0, the standardized sample mean, or the GLS
+   mean with ``mean_mode="gls"``: :func:`~pfn_kernels.inference.outputscale.gls_mean`), then
+   the profile outputscale of the residual
+   (:func:`~pfn_kernels.inference.outputscale.profile_outputscale`), or the network's guess with
+   ``outputscale_mode="predicted"``;
+7. **bounds** (:func:`~pfn_kernels.inference.bounds.bound_estimate`): the documented output
    ranges, non-finite values replaced, with a warning; for finite in-range data no bit changes.
 
 Any other decoder, a callable ``(X, y) -> SpectralParams``, is used as it is unless a config is
-given; with one, its output goes through steps 4 to 6 like the network's (its noise read as a
+given; with one, its output goes through steps 4 to 7 like the network's (its noise read as a
 ratio to its outputscale, its outputscale as the guess).
 """
 
@@ -35,8 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from pfn_kernels.inference.bounds import OutputRanges, bound_estimate
-from pfn_kernels.inference.calibration import calibrate
-from pfn_kernels.inference.outputscale import profile_outputscale
+from pfn_kernels.inference.calibration import CALIBRATION_STEPS, calibrate
+from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
+from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
 from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.spectral_params import SpectralEstimate, SpectralParams
 from pfn_kernels.validation import DecoderWarning, check_decoder_inputs, warn_outside_unit_cube
@@ -48,6 +55,7 @@ Decoder = Union[SpectralDecoder, DecoderFn]
 #: Seed of the subsample read when n exceeds the context (the same points every call).
 SUBSAMPLE_SEED = 0
 OUTPUTSCALE_MODES = ("profile", "predicted")
+MEAN_MODES = ("sample", "gls")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class InferenceConfig:
         marginal likelihood (:mod:`pfn_kernels.inference.calibration`); ``False`` keeps the
         network's spectrum and noise ratio (faster, less accurate).
     :param calibration_sweeps: per-dimension sweeps of the calibration (0: the shared grid only).
+    :param calibration_steps: the per-dimension dilation factors each sweep tries.
+    :param calibration_prior_std: std of a Normal prior on the log dilations (MAP calibration);
+        ``None``: maximum likelihood.
     :param max_calibration_points: points the calibration reads (a strided subsample beyond).
     :param outputscale_mode: ``"profile"`` (the profile-likelihood outputscale, shrunk towards
         the network's guess) or ``"predicted"`` (the guess alone).
@@ -65,6 +76,13 @@ class InferenceConfig:
     :param max_context: most points one pass reads (``None``: the decoder's
         ``trained_max_context``; no limit for a decoder without one); beyond, a seeded random
         subsample of this many points, with a warning.
+    :param evidence_check: compare the decoded kernel with plain RBF kernels by marginal
+        likelihood first, and keep a clearly better one (:mod:`pfn_kernels.inference.evidence`).
+    :param evidence_margin: nats per point an RBF alternative must win by.
+    :param mean_mode: ``"sample"`` (the constant mean is the targets' mean) or ``"gls"`` (the
+        generalized-least-squares mean under the decoded kernel, the maximum-likelihood one).
+    :param outputscale_prior_count: weight, in points, of the network's outputscale guess in
+        the profile outputscale (the inverse-gamma prior's :math:`n_0`).
 
     Example:
         >>> from pfn_kernels.inference import InferenceConfig
@@ -74,12 +92,25 @@ class InferenceConfig:
 
     calibrate: bool = True
     calibration_sweeps: int = 2
+    calibration_steps: tuple[float, ...] = CALIBRATION_STEPS
+    calibration_prior_std: float | None = None
     max_calibration_points: int = 128
     outputscale_mode: str = "profile"
     max_profile_points: int = 2048
     max_context: int | None = None
+    evidence_check: bool = False
+    evidence_margin: float = EVIDENCE_MARGIN
+    mean_mode: str = "sample"
+    outputscale_prior_count: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "calibration_steps", tuple(float(v) for v in self.calibration_steps))
+        if not all(v > 0 for v in self.calibration_steps):
+            raise ValueError(f"calibration_steps must be positive, got {self.calibration_steps}.")
+        if self.mean_mode not in MEAN_MODES:
+            raise ValueError(f"mean_mode must be 'sample' or 'gls', got {self.mean_mode!r}.")
+        if not (self.evidence_margin >= 0 and self.outputscale_prior_count >= 0):
+            raise ValueError("evidence_margin and outputscale_prior_count must be >= 0.")
         if self.outputscale_mode not in OUTPUTSCALE_MODES:
             raise ValueError(
                 f"outputscale_mode must be 'profile' or 'predicted', got {self.outputscale_mode!r}."
@@ -182,19 +213,27 @@ def decode_spectral_params(
     else:
         est = SpectralEstimate.from_params(_call_decoder(decoder, x, yy))
     ranges = OutputRanges.of(decoder)
+    if config.evidence_check:
+        est, _ = evidence_check(x, yy, est, ranges, config.evidence_margin, config.max_calibration_points)
     if config.calibrate:
-        est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points)
+        est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points,
+                        config.calibration_steps, config.calibration_prior_std)
+    mean = None
+    if config.mean_mode == "gls":
+        mean = gls_mean(x, yy, est, max_points=config.max_profile_points).nan_to_num(0.0)
     if config.outputscale_mode == "profile":
-        os = profile_outputscale(x, yy, est, max_points=config.max_profile_points)
+        os = profile_outputscale(x, yy, est, prior_count=config.outputscale_prior_count,
+                                 max_points=config.max_profile_points, mean=mean)
     else:
         os = est.log_outputscale.exp()
     weights, means, scales, os, log_r = bound_estimate(est, os, ranges)
     noise = os * log_r.exp()
+    mean = torch.zeros_like(os) if mean is None else mean.to(os)
     dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32
     unflat = lambda t: t.reshape(batch_shape + t.shape[1:]).to(device=X.device, dtype=dtype)  # noqa: E731
     return SpectralParams(
         weights=unflat(weights), means=unflat(means), scales=unflat(scales),
-        outputscale=unflat(os), noise=unflat(noise), validate=False,
+        outputscale=unflat(os), noise=unflat(noise), constant_mean=unflat(mean), validate=False,
     )
 
 
