@@ -75,6 +75,7 @@ from tqdm.auto import tqdm
 from benchmarks._common import (
     add_run_arguments, apply_preset, machine_metadata, mean_se, set_threads, write_json,
 )
+from pfn_kernels.inference import InferenceConfig  # noqa: E402
 from pfn_kernels.experiments import (
     METHOD_LABELS,
     METHODS,
@@ -166,6 +167,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         problem, job["method"], seed=job["seed"], n_init=job["n_init"], n_iter=job["n_iter"],
         decoder=decoder, num_restarts=job["num_restarts"], raw_samples=job["raw_samples"],
         sm_restarts=job["sm_restarts"], sm_maxiter=job["sm_maxiter"],
+        inference=job.get("inference"),
     )
     out = result.to_dict()
     out["cpu_time"] = time.process_time() - cpu
@@ -356,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sm-restarts", type=int, default=None, help="SM(4) restarts (5; quick 2)")
     parser.add_argument("--sm-maxiter", type=int, default=200,
                         help="L-BFGS iterations per SM(4) restart")
+    parser.add_argument("--inference", type=json.loads, default=None, metavar="JSON",
+                        help="InferenceConfig options of the amortized methods, e.g. "
+                        "'{\"mean_mode\": \"gls\"}' (default: the library's defaults)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes (multiprocessing), each with 1 torch thread")
     parser.add_argument("--ray", action="store_true", help="distribute the runs with Ray")
@@ -382,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {"n_init": args.n_init, "n_iter": args.n_iter, "num_restarts": args.num_restarts,
                 "raw_samples": args.raw_samples, "sm_restarts": args.sm_restarts,
                 "sm_maxiter": args.sm_maxiter}
+    if args.inference is not None:
+        settings["inference"] = InferenceConfig.from_dict(args.inference).to_dict()
     jobs = [
         {"problem": p, "method": m, "seed": s, "weights": str(weights), **settings}
         for s in range(args.seeds) for p in args.problems for m in args.methods

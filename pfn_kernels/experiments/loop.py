@@ -110,6 +110,7 @@ def run_bo(
     sm_restarts: int = 5,
     sm_maxiter: int = 200,
     on_step: Callable[[int], None] | None = None,
+    inference: Any = None,
 ) -> BOResult:
     """Maximize ``problem`` with the surrogate ``method``: Sobol design, then qLogNEI steps.
 
@@ -125,6 +126,8 @@ def run_bo(
     :param sm_restarts: restarts of ``sm4_mll``.
     :param sm_maxiter: L-BFGS iterations per ``sm4_mll`` restart.
     :param on_step: called with the step index after every BO step (progress bars).
+    :param inference: :class:`~pfn_kernels.inference.InferenceConfig` (or its dict) of the
+        amortized methods; ``None``: the defaults.
     """
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.optim import optimize_acqf
@@ -145,6 +148,7 @@ def run_bo(
     model = None
     for step in range(n_iter):
         model, info = fit_surrogate(method, U, Y[:, None], decoder=decoder, seed=seed * 1009 + step,
+                                    inference=inference,
                                     sm_restarts=sm_restarts, sm_maxiter=sm_maxiter)
         fit_times.append(info.seconds)
         warning_counts.update(info.warnings)

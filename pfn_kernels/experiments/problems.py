@@ -17,7 +17,11 @@ from botorch.utils.transforms import unnormalize
 from torch import Tensor
 
 #: Problems by name; ``gp_prior2`` and ``gp_prior4`` are drawn from the task prior per seed.
-PROBLEMS = ("branin", "hartmann6", "ackley4", "levy4", "rosenbrock4", "gp_prior2", "gp_prior4")
+PROBLEMS = (
+    "branin", "hartmann6", "ackley4", "levy4", "rosenbrock4", "gp_prior2", "gp_prior4",
+    # smooth, polynomial-like objectives with a large dynamic range, and one at d = 8
+    "dixonprice4", "powell4", "styblinskitang3", "cosine8",
+)
 #: Base seed of the GP-sample objectives (independent of the BO seeds' other streams).
 GP_PROBLEM_SEED = 4242
 
@@ -55,9 +59,11 @@ def make_problem(name: str, seed: int = 0) -> Problem:
     """The problem ``name`` (see :data:`PROBLEMS`); ``seed`` matters for GP-sample problems only.
 
     Test functions come from :mod:`botorch.test_functions`, negated so that they are maximized
-    (their known optimum likewise).
+    (their known optimum likewise); ``cosine8`` is a maximization problem already.
     """
-    from botorch.test_functions import Ackley, Branin, Hartmann, Levy, Rosenbrock
+    from botorch.test_functions import (
+        Ackley, Branin, Cosine8, DixonPrice, Hartmann, Levy, Powell, Rosenbrock, StyblinskiTang,
+    )
 
     synthetic = {
         "branin": lambda: Branin(negate=True),
@@ -65,6 +71,10 @@ def make_problem(name: str, seed: int = 0) -> Problem:
         "ackley4": lambda: Ackley(dim=4, negate=True),
         "levy4": lambda: Levy(dim=4, negate=True),
         "rosenbrock4": lambda: Rosenbrock(dim=4, negate=True),
+        "dixonprice4": lambda: DixonPrice(dim=4, negate=True),
+        "powell4": lambda: Powell(dim=4, negate=True),
+        "styblinskitang3": lambda: StyblinskiTang(dim=3, negate=True),
+        "cosine8": lambda: Cosine8(),  # a maximization problem already
     }
     if name in synthetic:
         fn = synthetic[name]().to(torch.float64)
@@ -74,7 +84,8 @@ def make_problem(name: str, seed: int = 0) -> Problem:
             bounds=fn.bounds.to(torch.float64),
             function=fn,
             optimal_value=float(fn.optimal_value),
-            description=f"botorch.test_functions.{type(fn).__name__}(dim={fn.dim}), negated",
+            description=f"botorch.test_functions.{type(fn).__name__}(dim={fn.dim})"
+            + ("" if name == "cosine8" else ", negated"),
         )
     if name.startswith("gp_prior") and name[len("gp_prior"):].isdigit():
         return gp_prior_problem(int(name[len("gp_prior"):]), seed)

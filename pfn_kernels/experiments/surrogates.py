@@ -61,11 +61,14 @@ def fit_surrogate(
     seed: int = 0,
     sm_restarts: int = 5,
     sm_maxiter: int = 200,
+    inference: Any = None,
 ) -> tuple[Any, FitInfo]:
     """Build and fit the surrogate ``method`` on unit-cube inputs `(n, d)` and targets `(n, 1)`.
 
     :param decoder: decoder of the amortized methods (``None``: the shipped pretrained one).
     :param seed: seeds ``initialize_from_data`` of ``sm4_mll`` (restart r uses ``seed + r``).
+    :param inference: :class:`~pfn_kernels.inference.InferenceConfig` (or its dict) of the
+        amortized methods; ``None``: the defaults.
     :return: the model in eval mode and a :class:`FitInfo` (time from construction to fitted).
     """
     from botorch.fit import fit_gpytorch_mll
@@ -90,7 +93,7 @@ def fit_surrogate(
                 model = SingleTaskGP(train_X, train_Y)
             else:  # inputs are already in the unit cube, as the decoder expects
                 model = AmortizedSingleTaskGP(
-                    train_X, train_Y, decoder=decoder, input_transform=None
+                    train_X, train_Y, decoder=decoder, input_transform=None, inference=inference
                 )
             try:
                 if method == "amortized_refine":

@@ -19,6 +19,10 @@ def test_test_functions_reach_their_known_optimum(name):
         "ackley4": [[0.0] * 4],
         "levy4": [[1.0] * 4],
         "rosenbrock4": [[1.0] * 4],
+        "dixonprice4": [[2 ** (-(2**i - 2) / 2**i) for i in range(1, 5)]],
+        "powell4": [[0.0] * 4],
+        "styblinskitang3": [[-2.903534] * 3],
+        "cosine8": [[0.0] * 8],
     }
     x = torch.tensor(optimizers[name], dtype=torch.float64)
     U = (x - problem.bounds[0]) / (problem.bounds[1] - problem.bounds[0])

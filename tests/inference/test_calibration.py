@@ -71,3 +71,37 @@ def test_calibration_reads_a_strided_subsample(small_decoder):
     a = calibrate(X, y, out, max_points=16)
     b = calibrate(X[:, ::4], y[:, ::4], out)
     assert torch.equal(a.means, b.means) and torch.equal(a.log_noise_ratio, b.log_noise_ratio)
+
+
+def _rbf_task(s_true, n=60, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(1, n, 2, generator=g, dtype=torch.float64)
+    K = torch.exp(-2 * math.pi**2 * s_true**2 * (X[..., :1] - X[..., :1].transpose(-1, -2)).pow(2))[0]
+    L = torch.linalg.cholesky(K + 1e-6 * torch.eye(n, dtype=torch.float64))
+    return X, (L @ torch.randn(n, 1, generator=g, dtype=torch.float64)).T
+
+
+def _rbf_estimate(scale, d=2):
+    from pfn_kernels.spectral_params import SpectralEstimate
+
+    return SpectralEstimate(
+        weights=torch.ones(1, d, 1, dtype=torch.float64),
+        means=torch.zeros(1, d, 1, dtype=torch.float64),
+        scales=torch.full((1, d, 1), scale, dtype=torch.float64),
+        log_noise_ratio=torch.full((1,), math.log(1e-4), dtype=torch.float64),
+        log_outputscale=torch.zeros(1, dtype=torch.float64),
+    )
+
+
+def test_wide_steps_reach_a_far_lengthscale_and_a_tight_prior_holds_them_back():
+    """Dimension 0 varies at s = 2, dimension 1 not at all; the estimate says s = 0.2 for both."""
+    X, y = _rbf_task(2.0)
+    est = _rbf_estimate(0.2)
+    wide = calibrate(X, y, est, steps=(0.1, 0.3, 0.6, 1.6, 3.0, 10.0), sweeps=2)
+    assert float(wide.scales[0, 0]) / 0.2 > 4.0  # beyond what the default steps can reach
+    assert float(wide.scales[0, 1]) <= 0.2  # the irrelevant dimension gets no shorter lengthscale
+    narrow = calibrate(X, y, est, sweeps=2)
+    assert float(narrow.scales[0, 0]) / 0.2 <= 2.0 * 1.4**2 * (1 + 1e-9)
+    held = calibrate(X, y, est, steps=(0.1, 10.0), sweeps=2, prior_std=1e-3)
+    assert torch.equal(held.scales, est.scales)  # any dilation costs more prior than it gains
+    assert calibrate(X, y, est, prior_std=None).scales.equal(narrow.scales)

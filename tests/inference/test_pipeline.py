@@ -148,3 +148,16 @@ def test_any_decoder_as_it_is_or_through_the_stages():
     torch.testing.assert_close(staged.means, cal.means[0])
     torch.testing.assert_close(staged.outputscale, profile_outputscale(X[None], y[None], cal)[0])
     assert not torch.equal(staged.means, plain.means)  # the calibration moved something here
+
+
+def test_new_config_options_are_validated_and_round_trip():
+    config = InferenceConfig(calibration_steps=[0.5, 2.0], calibration_prior_std=1.0,
+                             evidence_check=True, mean_mode="gls", outputscale_prior_count=4.0)
+    assert config.calibration_steps == (0.5, 2.0)
+    assert InferenceConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="mean_mode"):
+        InferenceConfig(mean_mode="median")
+    with pytest.raises(ValueError, match="calibration_steps"):
+        InferenceConfig(calibration_steps=(0.0, 2.0))
+    with pytest.raises(ValueError, match="outputscale_prior_count"):
+        InferenceConfig(outputscale_prior_count=-1.0)
