@@ -6,7 +6,8 @@ for a smooth kernel) is what a marginal likelihood pins down best. :func:`calibr
 the means and bandwidths of dimension j by a factor :math:`c_j`, chosen by
 :func:`~pfn_kernels.exact_gp.profile_log_likelihood` among :math:`c_j = 1` (the decoder's own
 output, kept on ties), a grid shared by all dimensions (:data:`CALIBRATION_GRID`), then, for
-``sweeps`` sweeps over the dimensions, per-dimension steps (:data:`CALIBRATION_STEPS`). After the
+``sweeps`` sweeps over the dimensions, per-dimension steps (:data:`CALIBRATION_STEPS`), each
+candidate scored with a Normal prior on its log dilations (:data:`CALIBRATION_PRIOR_STD`). After the
 grid and after each sweep, the noise-to-signal ratio r is likewise multiplied by the best of
 :data:`CALIBRATION_NOISE` (or kept), within the decoder's noise range. Since the kernel is a
 product over dimensions, a step in dimension j recomputes only that dimension's factor; the
@@ -29,9 +30,14 @@ from pfn_kernels.inference.bounds import OutputRanges
 from pfn_kernels.kernels.bochner import dimension_factor
 from pfn_kernels.spectral_params import SpectralEstimate
 
-#: Frequency dilations: a grid shared by all dimensions, then per-dimension steps.
+#: Frequency dilations: a grid shared by all dimensions, then per-dimension steps, wide enough to
+#: turn a dimension the network misjudged from relevant to irrelevant (or back) in two sweeps.
 CALIBRATION_GRID = (0.5, 0.6, 0.7, 0.85, 1.2, 1.4, 1.7, 2.0)
-CALIBRATION_STEPS = (0.7, 1.4)
+CALIBRATION_STEPS = (0.1, 0.3, 0.6, 1.6, 3.0, 10.0)
+#: Std of the Normal prior on the log dilations: wide steps need strong evidence.
+CALIBRATION_PRIOR_STD = 1.0
+#: The steps of earlier versions (no prior), for comparisons.
+NARROW_STEPS = (0.7, 1.4)
 #: Factors of the noise-to-signal ratio tried after the grid and after each sweep.
 CALIBRATION_NOISE = (0.1, 0.25, 0.5, 2.0, 4.0, 10.0)
 
@@ -60,7 +66,7 @@ def calibrate(
     sweeps: int = 2,
     max_points: int = 128,
     steps: tuple[float, ...] = CALIBRATION_STEPS,
-    prior_std: float | None = None,
+    prior_std: float | None = CALIBRATION_PRIOR_STD,
 ) -> SpectralEstimate:
     r"""Dilate each dimension's decoded spectrum, and scale the noise, by profile likelihood.
 
@@ -75,7 +81,8 @@ def calibrate(
         :data:`CALIBRATION_STEPS`).
     :param prior_std: if given, candidates are scored by the profile likelihood plus a Normal
         log prior :math:`-\sum_j (\log c_j)^2 / (2\sigma^2)` on the dilations (MAP rather than
-        maximum likelihood: wide steps then need strong evidence); ``None``: no prior.
+        maximum likelihood: wide steps then need strong evidence; default
+        :data:`CALIBRATION_PRIOR_STD`); ``None``: no prior.
     :return: the estimate with dilated ``means`` and ``scales`` and the chosen
         ``log_noise_ratio``; deterministic.
     """
@@ -129,4 +136,7 @@ def calibrate(
     return replace(est, means=means, scales=scales, log_noise_ratio=log_r)
 
 
-__all__ = ["CALIBRATION_GRID", "CALIBRATION_NOISE", "CALIBRATION_STEPS", "calibrate", "keep_best"]
+__all__ = [
+    "CALIBRATION_GRID", "CALIBRATION_NOISE", "CALIBRATION_PRIOR_STD", "CALIBRATION_STEPS",
+    "NARROW_STEPS", "calibrate", "keep_best",
+]

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from pfn_kernels.inference.bounds import OutputRanges, bound_estimate
-from pfn_kernels.inference.calibration import CALIBRATION_STEPS, calibrate
+from pfn_kernels.inference.calibration import CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, calibrate
 from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
 from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
 from pfn_kernels.network import SpectralDecoder
@@ -93,14 +93,14 @@ class InferenceConfig:
     calibrate: bool = True
     calibration_sweeps: int = 2
     calibration_steps: tuple[float, ...] = CALIBRATION_STEPS
-    calibration_prior_std: float | None = None
+    calibration_prior_std: float | None = CALIBRATION_PRIOR_STD
     max_calibration_points: int = 128
     outputscale_mode: str = "profile"
     max_profile_points: int = 2048
     max_context: int | None = None
-    evidence_check: bool = False
+    evidence_check: bool = True
     evidence_margin: float = EVIDENCE_MARGIN
-    mean_mode: str = "sample"
+    mean_mode: str = "gls"
     outputscale_prior_count: float = 1.0
 
     def __post_init__(self) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
-from pfn_kernels.inference.calibration import CALIBRATION_GRID, calibrate
+from pfn_kernels.inference.calibration import CALIBRATION_GRID, NARROW_STEPS, calibrate
 from pfn_kernels.kernels import spectral_mixture_covariance
 
 
@@ -28,7 +28,7 @@ def test_calibration_raises_profile_likelihood_and_only_dilates(small_decoder):
     sweeps, ranges = 2, OutputRanges.of(small_decoder)
     with torch.no_grad():
         out = small_decoder(X, y)
-        cal = calibrate(X, y, out, ranges, sweeps=sweeps)
+        cal = calibrate(X, y, out, ranges, sweeps=sweeps, steps=NARROW_STEPS, prior_std=None)
     before, after = _profile(X, y, out), _profile(X, y, cal)
     assert (after >= before - 1e-9).all() and (after > before + 1e-3).any()
     assert torch.equal(cal.weights, out.weights)
@@ -60,8 +60,9 @@ def test_calibration_finds_the_lengthscale_of_an_rbf():
         log_noise_ratio=torch.full((1,), math.log(1e-4), dtype=torch.float64),
         log_outputscale=torch.zeros(1, dtype=torch.float64),
     )
-    cal = calibrate(X, y, est)
+    cal = calibrate(X, y, est, steps=NARROW_STEPS, prior_std=None)
     assert 1.4 <= float(cal.scales) / (s_true / 2) <= 2.0
+    assert 1.4 <= float(calibrate(X, y, est).scales) / (s_true / 2) <= 2.6  # the default MAP steps
 
 
 def test_calibration_reads_a_strided_subsample(small_decoder):
@@ -97,11 +98,10 @@ def test_wide_steps_reach_a_far_lengthscale_and_a_tight_prior_holds_them_back():
     """Dimension 0 varies at s = 2, dimension 1 not at all; the estimate says s = 0.2 for both."""
     X, y = _rbf_task(2.0)
     est = _rbf_estimate(0.2)
-    wide = calibrate(X, y, est, steps=(0.1, 0.3, 0.6, 1.6, 3.0, 10.0), sweeps=2)
+    wide = calibrate(X, y, est, steps=(0.1, 0.3, 0.6, 1.6, 3.0, 10.0), sweeps=2, prior_std=None)
     assert float(wide.scales[0, 0]) / 0.2 > 4.0  # beyond what the default steps can reach
     assert float(wide.scales[0, 1]) <= 0.2  # the irrelevant dimension gets no shorter lengthscale
-    narrow = calibrate(X, y, est, sweeps=2)
+    narrow = calibrate(X, y, est, sweeps=2, steps=NARROW_STEPS, prior_std=None)
     assert float(narrow.scales[0, 0]) / 0.2 <= 2.0 * 1.4**2 * (1 + 1e-9)
     held = calibrate(X, y, est, steps=(0.1, 10.0), sweeps=2, prior_std=1e-3)
     assert torch.equal(held.scales, est.scales)  # any dilation costs more prior than it gains
-    assert calibrate(X, y, est, prior_std=None).scales.equal(narrow.scales)

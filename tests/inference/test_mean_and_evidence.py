@@ -88,7 +88,7 @@ def test_pipeline_reports_the_gls_mean_and_the_model_uses_it(small_decoder):
     config = InferenceConfig(mean_mode="gls", evidence_check=True)
     p = decode_spectral_params(x[0], y[0], small_decoder, config)
     assert p.constant_mean.shape == () and p.constant_mean.item() != 0.0
-    plain = decode_spectral_params(x[0], y[0], small_decoder)
+    plain = decode_spectral_params(x[0], y[0], small_decoder, InferenceConfig(mean_mode="sample"))
     assert plain.constant_mean.item() == 0.0
     Y = 10.0 + 3.0 * y[0, :, None]  # raw units: Standardize maps them back to y
     model = fit_amortized(AmortizedSingleTaskGP(x[0], Y, decoder=small_decoder, inference=config,

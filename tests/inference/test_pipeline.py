@@ -9,7 +9,8 @@ from decoders import SMALL
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.inference.calibration import calibrate
-from pfn_kernels.inference.outputscale import profile_outputscale
+from pfn_kernels.inference.evidence import evidence_check
+from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
 from pfn_kernels.spectral_params import SpectralEstimate
 
 
@@ -35,17 +36,21 @@ def test_output_shapes_and_constraints(small_decoder, batch, d):
 
 
 def test_the_stages_in_order(small_decoder):
-    """Network, calibration, profile outputscale, noise = outputscale * ratio: nothing else."""
+    """Network, evidence check, calibration, GLS mean, profile outputscale of the residual,
+    noise = outputscale * ratio: nothing else."""
     X, y = _data(2, n=30, d=2, seed=1)
     with torch.no_grad():
         est = small_decoder(X, y)
-        cal = calibrate(X, y, est)
-        os = profile_outputscale(X, y, cal)
+        checked, _ = evidence_check(X, y, est)
+        cal = calibrate(X, y, checked)
+        mean = gls_mean(X, y, cal)
+        os = profile_outputscale(X, y, cal, mean=mean)
     p = decode_spectral_params(X, y, small_decoder)
     assert torch.equal(p.means, cal.means) and torch.equal(p.scales, cal.scales)
-    assert torch.equal(p.weights, est.weights) and torch.equal(p.outputscale, os)
+    assert torch.equal(p.weights, checked.weights) and torch.equal(p.outputscale, os)
     assert torch.equal(p.noise, os * cal.log_noise_ratio.exp())
-    off = decode_spectral_params(X, y, small_decoder, InferenceConfig(calibrate=False))
+    assert torch.equal(p.constant_mean, mean)
+    off = decode_spectral_params(X, y, small_decoder, InferenceConfig(calibrate=False, evidence_check=False))
     assert torch.equal(off.means, est.means) and torch.equal(off.scales, est.scales)
     predicted = decode_spectral_params(
         X, y, small_decoder, InferenceConfig(calibrate=False, outputscale_mode="predicted")
@@ -141,7 +146,7 @@ def test_any_decoder_as_it_is_or_through_the_stages():
     decoder = FixedDecoder(2)
     plain = decode_spectral_params(X, y, decoder)  # no config: the callable's output as it is
     assert torch.equal(plain.means, decoder(X, y).means) and float(plain.noise) == pytest.approx(0.02)
-    staged = decode_spectral_params(X, y, decoder, InferenceConfig())
+    staged = decode_spectral_params(X, y, decoder, InferenceConfig(evidence_check=False, mean_mode="sample"))
     # the estimate it reads: noise as a ratio to the outputscale, the outputscale as the guess
     est = SpectralEstimate.from_params(decoder(X[None], y[None]))
     cal = calibrate(X[None], y[None], est)

@@ -18,12 +18,13 @@ from pfn_kernels import SpectralParams
 from pfn_kernels.inference import InferenceConfig, OutputRanges, decode_spectral_params
 from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
 from pfn_kernels.inference.calibration import calibrate
-from pfn_kernels.inference.outputscale import profile_outputscale
+from pfn_kernels.inference.evidence import evidence_check
+from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import weights_path
 from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
 
-FIELDS = ("weights", "means", "scales", "outputscale", "noise")
+FIELDS = ("weights", "means", "scales", "outputscale", "noise", "constant_mean")
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +56,20 @@ def run(decoder, X, y, config=None):
 
 
 def bare_network(decoder, X, y):
-    """The stages without any guard: network, calibration, profile outputscale."""
+    """The stages without any guard: network, evidence check, calibration, GLS mean, profile
+    outputscale."""
     x = X.reshape(-1, *X.shape[-2:]).float()
     yy = y.reshape(-1, *y.shape[X.dim() - 2 :]).float()
+    ranges = OutputRanges.of(decoder)
     with torch.no_grad():
-        out = calibrate(x, yy, decoder(x, yy), OutputRanges.of(decoder))
-        os = profile_outputscale(x, yy, out)
+        out, _ = evidence_check(x, yy, decoder(x, yy), ranges)
+        out = calibrate(x, yy, out, ranges)
+        mean = gls_mean(x, yy, out)
+        os = profile_outputscale(x, yy, out, mean=mean)
     noise = os * out.log_noise_ratio.exp()
     b = X.shape[:-2]
-    return [t.reshape(b + t.shape[1:]).to(X.dtype) for t in (out.weights, out.means, out.scales, os, noise)]
+    return [t.reshape(b + t.shape[1:]).to(X.dtype)
+            for t in (out.weights, out.means, out.scales, os, noise, mean.to(os))]
 
 
 def assert_in_bounds(p: SpectralParams, cfg: DecoderConfig) -> None:
@@ -205,12 +211,20 @@ def test_repaired_outputs_are_reported(tiny, monkeypatch):
         return out
 
     monkeypatch.setattr(tiny, "forward", broken)
+    plain = InferenceConfig(evidence_check=False, calibrate=False, mean_mode="sample")
     with torch.no_grad(), pytest.warns(DecoderWarning, match="replaced by the documented fallbacks"):
-        p = run(tiny, X, y)
+        p = run(tiny, X, y, plain)
     assert_in_bounds(p, TINY)
     assert torch.allclose(p.weights[0], torch.full((4,), 0.25))
     assert p.means[0, 1] == 0
     assert torch.allclose(p.noise / p.outputscale, torch.tensor(1e-2))
+    # with the evidence check (the default), a kernel whose likelihood is not finite loses to
+    # the best RBF alternative before the bounds stage sees it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DecoderWarning)
+        p = run(tiny, X, y)
+    assert_in_bounds(p, TINY)
+    assert torch.equal(p.means, torch.zeros_like(p.means))
 
 
 @pytest.mark.parametrize("n", [1, 2])

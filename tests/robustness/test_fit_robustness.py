@@ -92,7 +92,9 @@ def test_constant_fallback_is_per_output(decoder):
         fit(model)
     p = model.covar_module.spectral_params.detach()
     assert torch.allclose(p.outputscale[1], torch.tensor(1 / 21, dtype=DTYPE))
-    assert (p.means[0] > 1e-6).any()  # the other output keeps its decoded spectrum
+    fallback = constant_target_params(20, 2, 4, dtype=DTYPE)
+    assert not torch.allclose(p.scales[0], fallback.scales)  # the other output keeps its own kernel
+    assert not torch.allclose(p.outputscale[0], torch.tensor(1 / 21, dtype=DTYPE))
     assert_finite_model(model, torch.rand(4, 2, dtype=DTYPE))
 
 
