@@ -388,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "raw_samples": args.raw_samples, "sm_restarts": args.sm_restarts,
                 "sm_maxiter": args.sm_maxiter}
     if args.inference is not None:
-        settings["inference"] = InferenceConfig.from_dict(args.inference).to_dict()
+        # as the JSON file holds it (lists, not tuples), so that --resume compares like with like
+        settings["inference"] = json.loads(json.dumps(InferenceConfig.from_dict(args.inference).to_dict()))
     jobs = [
         {"problem": p, "method": m, "seed": s, "weights": str(weights), **settings}
         for s in range(args.seeds) for p in args.problems for m in args.methods
