@@ -177,6 +177,7 @@ def amortized_scores(
             params.noise,
             batch.y_context,
             batch.y_target,
+            mean=params.constant_mean,
         )
     return scores, params, elapsed
 

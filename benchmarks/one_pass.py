@@ -38,10 +38,8 @@ from tqdm.auto import tqdm  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     add_run_arguments, apply_preset, machine_metadata, mean_se, set_threads, write_json,
 )
-from benchmarks.decoder_quality import fit_default_stgp, predictive_scores  # noqa: E402
-from pfn_kernels.exact_gp import exact_gp_scores  # noqa: E402
-from pfn_kernels.inference import InferenceConfig, decode_spectral_params  # noqa: E402
-from pfn_kernels.kernels import spectral_mixture_covariance  # noqa: E402
+from benchmarks.decoder_quality import amortized_scores, fit_default_stgp, predictive_scores  # noqa: E402
+from pfn_kernels.inference import InferenceConfig  # noqa: E402
 from pfn_kernels.network import default_decoder  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
@@ -69,14 +67,8 @@ def amortized_nll(batch: Any, config: InferenceConfig) -> torch.Tensor:
     """Per-task test NLL `(B,)` of the one pass with ``config`` (one batched pass)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = decode_spectral_params(batch.x_context, batch.y_context, default_decoder(), config)
-    k = lambda a, b, diag=False: spectral_mixture_covariance(  # noqa: E731
-        a, b, p.weights, p.means, p.scales, p.outputscale, diag=diag)
-    c = p.constant_mean[:, None]
-    xc, xt = batch.x_context, batch.x_target
-    s = exact_gp_scores(k(xc, xc), k(xt, xc), k(xt, xt, diag=True), p.noise,
-                        batch.y_context - c, batch.y_target - c)
-    return s.target_nll
+        scores, _, _ = amortized_scores(default_decoder(), batch, config)
+    return scores.target_nll
 
 
 def default_nll(batch: Any, progress: bool) -> list[float]:

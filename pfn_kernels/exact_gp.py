@@ -55,6 +55,7 @@ def exact_gp_scores(
     y_c: Tensor,
     y_t: Tensor,
     jitter: float = 1e-6,
+    mean: Tensor | None = None,
 ) -> GPScores:
     """Scores of the GP with the given covariances (computed in float64).
 
@@ -65,8 +66,12 @@ def exact_gp_scores(
     :param y_c: `(B, n)` context targets, or `(B, n, M)` realizations (scores averaged over M).
     :param y_t: `(B, m)` or `(B, m, M)` held-out targets.
     :param jitter: added to the diagonal, relative to the mean prior variance.
+    :param mean: `(B,)` the GP's constant mean, subtracted from both targets (default 0).
     """
     k_cc, k_tc, k_tt_diag, noise = (t.double() for t in (k_cc, k_tc, k_tt_diag, noise))
+    if mean is not None:
+        shift = mean.reshape(-1, *([1] * (y_c.dim() - 1)))
+        y_c, y_t = y_c - shift.to(y_c), y_t - shift.to(y_t)
     multi = y_c.dim() == 3
     yc = (y_c if multi else y_c.unsqueeze(-1)).double()  # (B, n, M)
     yt = (y_t if multi else y_t.unsqueeze(-1)).double()

@@ -94,3 +94,15 @@ def test_gls_mean_of_uncorrelated_points_is_the_sample_mean():
     c, q, _ = gls_quadratic_form(torch.eye(9, dtype=torch.float64)[None], y, torch.zeros(1, dtype=torch.float64))
     assert c.item() == pytest.approx(y.mean().item(), rel=1e-12)
     assert q.item() == pytest.approx(((y - y.mean()) ** 2).sum().item() / (1 + 1 + PROFILE_JITTER), rel=1e-9)
+
+
+def test_exact_gp_scores_with_a_constant_mean_score_the_centred_targets():
+    k, y = _problem(n=10)
+    g = torch.Generator().manual_seed(5)
+    k_tc, y_t = 0.3 * k[:, :4], torch.randn(1, 4, generator=g, dtype=torch.float64)
+    noise, c = torch.tensor([0.1], dtype=torch.float64), torch.tensor([2.5], dtype=torch.float64)
+    ones = torch.ones(1, 4, dtype=torch.float64)
+    shifted = exact_gp_scores(k, k_tc, ones, noise, y + c, y_t + c, mean=c)
+    plain = exact_gp_scores(k, k_tc, ones, noise, y, y_t)
+    torch.testing.assert_close(shifted.target_nll, plain.target_nll)
+    torch.testing.assert_close(shifted.context_nlml, plain.context_nlml)

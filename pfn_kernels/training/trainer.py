@@ -135,7 +135,8 @@ def evaluate(decoder: SpectralDecoder, batches: list) -> dict[str, float]:
             x1, x2, p.weights, p.means, p.scales, p.outputscale, diag=diag
         )
         dec = exact_gp_scores(kern(b.x_context, b.x_context), kern(b.x_target, b.x_context),
-                              kern(b.x_target, b.x_target, diag=True), p.noise, b.y_context, b.y_target)
+                              kern(b.x_target, b.x_target, diag=True), p.noise, b.y_context, b.y_target,
+                              mean=p.constant_mean)
         orc = b.oracle_scores()
         d = b.num_dims
         res[f"nll_d{d}"] = float(dec.target_nll.mean())
