@@ -207,10 +207,7 @@ class AmortizedSpectralKernel(Kernel):
     @mixture_means.setter
     def mixture_means(self, value: Tensor) -> None:
         """Frequencies `(*batch, d, Q)`, raised to :data:`MIN_MEAN`."""
-        self._require_sized()
-        value = torch.as_tensor(value).to(self.raw_mixture_means).expand_as(self.raw_mixture_means)
-        self.initialize(raw_mixture_means=self.raw_mixture_means_constraint.inverse_transform(
-            value.clamp_min(MIN_MEAN)))
+        self._set_constrained("mixture_means", value, MIN_MEAN)
 
     @property
     def mixture_scales(self) -> Tensor:
@@ -221,10 +218,15 @@ class AmortizedSpectralKernel(Kernel):
     @mixture_scales.setter
     def mixture_scales(self, value: Tensor) -> None:
         """Bandwidths `(*batch, d, Q)`, raised to :data:`MIN_SCALE`."""
+        self._set_constrained("mixture_scales", value, MIN_SCALE)
+
+    def _set_constrained(self, name: str, value: Tensor, floor: float) -> None:
+        """Write ``value`` (raised to ``floor``) into ``raw_<name>`` through its constraint."""
         self._require_sized()
-        value = torch.as_tensor(value).to(self.raw_mixture_scales).expand_as(self.raw_mixture_scales)
-        self.initialize(raw_mixture_scales=self.raw_mixture_scales_constraint.inverse_transform(
-            value.clamp_min(MIN_SCALE)))
+        raw = getattr(self, f"raw_{name}")
+        value = torch.as_tensor(value).to(raw).expand_as(raw).clamp_min(floor)
+        constraint = getattr(self, f"raw_{name}_constraint")
+        self.initialize(**{f"raw_{name}": constraint.inverse_transform(value)})
 
     @property
     def outputscale(self) -> Tensor:
