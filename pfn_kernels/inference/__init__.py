@@ -18,7 +18,9 @@ strategy (saved with it), never part of a weight file.
 
 from pfn_kernels.inference.bounds import OutputRanges
 from pfn_kernels.inference.calibration import calibrate
-from pfn_kernels.inference.outputscale import alpha_estimator, profile_outputscale
+from pfn_kernels.inference.outputscale import (
+    alpha_estimator, gls_mean, gls_mean_and_outputscale, profile_outputscale,
+)
 from pfn_kernels.inference.pipeline import Decoder, InferenceConfig, decode_spectral_params
 
 __all__ = [
@@ -28,5 +30,7 @@ __all__ = [
     "alpha_estimator",
     "calibrate",
     "decode_spectral_params",
+    "gls_mean",
+    "gls_mean_and_outputscale",
     "profile_outputscale",
 ]

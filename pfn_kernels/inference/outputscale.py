@@ -70,16 +70,48 @@ def profile_outputscale(
         none (standardized y is centred already).
     :return: `(B,)` outputscales, in the dtype of the guess.
     """
-    guess = est.log_outputscale.exp()
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    xs, ys, k = _kernel_on_subsample(x, y, est, max_points)
     if mean is not None:
         ys = ys - (mean[:, None] if ys.dim() == 2 else mean[:, None, None]).to(ys)
-    k = spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
-    ns = xs.shape[-2]
     quad, _, _ = profile_quadratic_form(k, ys, est.log_noise_ratio)
-    quad = torch.where(torch.isfinite(quad), quad, torch.full_like(quad, float(ns)))
-    return ((quad + prior_count * guess.double()) / (ns + prior_count)).to(guess.dtype)
+    return _shrunk_outputscale(quad, xs.shape[-2], est, prior_count)
+
+
+def gls_mean_and_outputscale(
+    x: Tensor,
+    y: Tensor,
+    est: SpectralEstimate,
+    prior_count: float = 1.0,
+    max_points: int = 2048,
+) -> tuple[Tensor, Tensor]:
+    r"""The GLS constant mean (:func:`gls_mean`) and the profile outputscale of its residual
+    (:func:`profile_outputscale` with ``mean`` = that mean), from one kernel matrix and one
+    Cholesky factorization (:func:`~pfn_kernels.exact_gp.gls_quadratic_form`): the joint maximum
+    of the likelihood over mean and outputscale, the outputscale shrunk towards the guess.
+
+    :return: ``(mean, outputscale)``, each `(B,)`: the mean in ``y``'s dtype (0 where the
+        factorization fails, with the outputscale of :math:`\hat\alpha = 1` there), the
+        outputscale in the guess's.
+    """
+    xs, ys, k = _kernel_on_subsample(x, y, est, max_points)
+    c, quad, _ = gls_quadratic_form(k, ys, est.log_noise_ratio)
+    return c.to(y.dtype), _shrunk_outputscale(quad, xs.shape[-2], est, prior_count)
+
+
+def _kernel_on_subsample(
+    x: Tensor, y: Tensor, est: SpectralEstimate, max_points: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A strided subsample of at most ``max_points`` points and the estimate's unit kernel on it."""
+    stride = max(1, math.ceil(x.shape[-2] / max_points))
+    xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    return xs, ys, spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
+
+
+def _shrunk_outputscale(quad: Tensor, n: int, est: SpectralEstimate, prior_count: float) -> Tensor:
+    """:math:`(q + n_0 \alpha_{dec}) / (n + n_0)`, a non-finite q read as n."""
+    guess = est.log_outputscale.exp()
+    quad = torch.where(torch.isfinite(quad), quad, torch.full_like(quad, float(n)))
+    return ((quad + prior_count * guess.double()) / (n + prior_count)).to(guess.dtype)
 
 
 def gls_mean(x: Tensor, y: Tensor, est: SpectralEstimate, max_points: int = 2048) -> Tensor:
@@ -94,11 +126,9 @@ def gls_mean(x: Tensor, y: Tensor, est: SpectralEstimate, max_points: int = 2048
     :param max_points: points read (a strided subsample beyond).
     :return: `(B,)` means in ``y``'s dtype (0 where the factorization fails).
     """
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    xs, ys = x[:, ::stride], y[:, ::stride]
-    k = spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
+    _, ys, k = _kernel_on_subsample(x, y, est, max_points)
     c, _, _ = gls_quadratic_form(k, ys, est.log_noise_ratio)
     return c.to(y.dtype)
 
 
-__all__ = ["alpha_estimator", "gls_mean", "profile_outputscale"]
+__all__ = ["alpha_estimator", "gls_mean", "gls_mean_and_outputscale", "profile_outputscale"]

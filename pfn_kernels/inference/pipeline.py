@@ -19,10 +19,10 @@ outputscale, bounds.
    ``config.calibrate``): per-dimension frequency dilations and a noise factor by profile
    marginal likelihood;
 6. **mean and outputscale**: the constant mean (0, the standardized sample mean, or the GLS
-   mean with ``mean_mode="gls"``: :func:`~pfn_kernels.inference.outputscale.gls_mean`), then
-   the profile outputscale of the residual
-   (:func:`~pfn_kernels.inference.outputscale.profile_outputscale`), or the network's guess with
-   ``outputscale_mode="predicted"``;
+   mean with ``mean_mode="gls"``), then the profile outputscale of the residual, from one
+   factorization (:func:`~pfn_kernels.inference.outputscale.gls_mean_and_outputscale`;
+   :func:`~pfn_kernels.inference.outputscale.profile_outputscale` for the sample mean), or the
+   network's guess with ``outputscale_mode="predicted"``;
 7. **bounds** (:func:`~pfn_kernels.inference.bounds.bound_estimate`): the documented output
    ranges, non-finite values replaced, with a warning; for finite in-range data no bit changes.
 
@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from pfn_kernels.inference.bounds import OutputRanges, bound_estimate
 from pfn_kernels.inference.calibration import CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, calibrate
 from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
-from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
+from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.spectral_params import SpectralEstimate, SpectralParams
 from pfn_kernels.validation import DecoderWarning, check_decoder_inputs, warn_outside_unit_cube
@@ -218,14 +218,17 @@ def decode_spectral_params(
     if config.calibrate:
         est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points,
                         config.calibration_steps, config.calibration_prior_std)
-    mean = None
-    if config.mean_mode == "gls":
-        mean = gls_mean(x, yy, est, max_points=config.max_profile_points).nan_to_num(0.0)
-    if config.outputscale_mode == "profile":
-        os = profile_outputscale(x, yy, est, prior_count=config.outputscale_prior_count,
-                                 max_points=config.max_profile_points, mean=mean)
-    else:
+    mean, n0, points = None, config.outputscale_prior_count, config.max_profile_points
+    if config.outputscale_mode == "predicted":
         os = est.log_outputscale.exp()
+        if config.mean_mode == "gls":
+            mean = gls_mean(x, yy, est, max_points=points)
+    elif config.mean_mode == "gls":  # one factorization for both
+        mean, os = gls_mean_and_outputscale(x, yy, est, prior_count=n0, max_points=points)
+    else:
+        os = profile_outputscale(x, yy, est, prior_count=n0, max_points=points)
+    if mean is not None:
+        mean = mean.nan_to_num(0.0)
     weights, means, scales, os, log_r = bound_estimate(est, os, ranges)
     noise = os * log_r.exp()
     mean = torch.zeros_like(os) if mean is None else mean.to(os)

@@ -8,7 +8,7 @@ import torch
 from pfn_kernels.exact_gp import PROFILE_JITTER
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.inference.evidence import EVIDENCE_LENGTHSCALES, EVIDENCE_NOISE, evidence_check
-from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
+from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -55,6 +55,12 @@ def test_gls_mean_finds_an_offset_and_the_outputscale_uses_the_residual():
     assert got == pytest.approx(expected, rel=1e-9)
     # GLS shifts with the data: y + 1 has mean c + 1
     assert gls_mean(x, y + 1.0, est).item() == pytest.approx(c.item() + 1.0, rel=1e-9)
+    # one factorization for both gives the same mean and outputscale (with the guess's shrinkage)
+    for n0 in (0.0, 3.0):
+        c2, os2 = gls_mean_and_outputscale(x, y, est, prior_count=n0)
+        assert c2.item() == pytest.approx(c.item(), rel=1e-12)
+        guess = est.log_outputscale.exp().item()
+        assert os2.item() == pytest.approx((expected * 40 + n0 * guess) / (40 + n0), rel=1e-9)
 
 
 def test_evidence_check_replaces_a_wrong_spectrum_by_the_best_rbf():

@@ -10,7 +10,7 @@ from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.inference.calibration import calibrate
 from pfn_kernels.inference.evidence import evidence_check
-from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
+from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.spectral_params import SpectralEstimate
 
 
@@ -43,8 +43,10 @@ def test_the_stages_in_order(small_decoder):
         est = small_decoder(X, y)
         checked, _ = evidence_check(X, y, est)
         cal = calibrate(X, y, checked)
-        mean = gls_mean(X, y, cal)
-        os = profile_outputscale(X, y, cal, mean=mean)
+        mean, os = gls_mean_and_outputscale(X, y, cal)
+        # the one-factorization stage agrees with the two separate estimators
+        torch.testing.assert_close(mean, gls_mean(X, y, cal), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(os, profile_outputscale(X, y, cal, mean=mean), rtol=1e-5, atol=1e-7)
     p = decode_spectral_params(X, y, small_decoder)
     assert torch.equal(p.means, cal.means) and torch.equal(p.scales, cal.scales)
     assert torch.equal(p.weights, checked.weights) and torch.equal(p.outputscale, os)
