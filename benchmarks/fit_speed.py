@@ -47,6 +47,7 @@ The JSON holds every number plus metadata (date, CPU, threads, versions, weights
 from __future__ import annotations
 
 import argparse
+import json
 import contextlib
 import logging
 import math
@@ -113,7 +114,8 @@ def time_fits(method: str, X: torch.Tensor, Y: torch.Tensor, decoder: Any, repea
     for r in range(repeats + warmup):
         cpu = time.process_time()
         _, info = fit_surrogate(method, X, Y, decoder=decoder, seed=EVAL_SEED + r,
-                                sm_restarts=args.sm_restarts, sm_maxiter=args.sm_maxiter)
+                                sm_restarts=args.sm_restarts, sm_maxiter=args.sm_maxiter,
+                                inference=args.inference)
         cpu = time.process_time() - cpu
         if r < warmup:
             continue  # warm-up: caches, lazy imports, first-call allocations
@@ -337,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=["amortized", "amortized_refine", "default"],
                         choices=["amortized", "amortized_refine", "default"])
     parser.add_argument("--no-ax", action="store_true", help="skip the Ax part")
+    parser.add_argument("--inference", type=json.loads, default=None, metavar="JSON",
+                        help="InferenceConfig options of the amortized fits, as a JSON object "
+                             "(default: InferenceConfig()); not applied to the Ax part")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Ax runs")
     add_run_arguments(parser, "fit_speed", threads=1, by_preset=True)
     return parser

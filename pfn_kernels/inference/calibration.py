@@ -27,7 +27,7 @@ from torch import Tensor
 
 from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
-from pfn_kernels.kernels.bochner import dimension_factor
+from pfn_kernels.kernels.bochner import dimension_factor, negligible_components
 from pfn_kernels.spectral_params import SpectralEstimate
 
 #: Frequency dilations: a grid shared by all dimensions, then per-dimension steps, wide enough to
@@ -49,12 +49,24 @@ def keep_best(ll: Tensor, cand: Tensor, current: Tensor, best: Tensor) -> tuple[
     :param cand: `(C, B, ...)` the candidates; ``current`` `(B, ...)` is kept where none is better.
     :return: the chosen values `(B, ...)` and their log likelihoods `(B,)` (ties keep ``current``).
     """
+    i, better, best = _argmax_over(ll, best)
+    return _pick(cand, current, i, better), best
+
+
+def _argmax_over(ll: Tensor, best: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The best of C candidates `(C, B)` per batch member, whether it beats ``best`` `(B,)`
+    (ties do not), and the updated best log likelihoods."""
     i = ll.argmax(0)
     top = ll.gather(0, i[None])[0]
+    better = top > best
+    return i, better, torch.where(better, top, best)
+
+
+def _pick(cand: Tensor, current: Tensor, i: Tensor, better: Tensor) -> Tensor:
+    """``cand[i[b], b]`` where ``better[b]``, else ``current[b]``: cand `(C, B, ...)`."""
     extra = (1,) * (cand.dim() - 2)
     pick = cand.gather(0, i.view(1, -1, *extra).expand(1, *cand.shape[1:]))[0]
-    better = top > best
-    return torch.where(better.view(-1, *extra), pick, current), torch.where(better, top, best)
+    return torch.where(better.view(-1, *extra), pick, current)
 
 
 @torch.no_grad()
@@ -97,10 +109,14 @@ def calibrate(
     def dilate(c: Tensor) -> tuple[Tensor, Tensor]:  # c (..., B, d, 1)
         return (mu * c).clamp(0.0, ranges.max_frequency), (s * c).clamp(lo_s, hi_s)
 
+    # exact zeros only: a zero weight adds nothing, a zero frequency (dilated: still 0) has cos 1
+    skip, unit = negligible_components(w, mu)
+
     def factor(j: int, c: Tensor) -> Tensor:  # dimension j's kernel for factors c (..., B)
         m = (mu[:, j] * c[..., None]).clamp(0.0, ranges.max_frequency)[..., None, None, :]
         sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
-        return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc)  # tau (B, n, n, 1)
+        # tau (B, n, n, 1)
+        return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc, skip[j], unit[j])
 
     def penalty(c: Tensor) -> Tensor:  # c (..., B, d, 1) -> (..., B) log prior of the dilations
         if prior_std is None:
@@ -118,9 +134,12 @@ def calibrate(
     best = profile_log_likelihood(torch.stack(dims).prod(0), y, log_r)
     grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
     cand = c * grid[:, None, None, None]  # (G, B, d, 1)
-    k = torch.stack([factor(j, cand[:, :, j, 0]) for j in range(d)]).prod(0)
-    c, best = keep_best(profile_log_likelihood(k, y, log_r) + penalty(cand), cand, c, best)
-    dims = [factor(j, c[:, j, 0]) for j in range(d)]
+    grid_dims = [factor(j, cand[:, :, j, 0]) for j in range(d)]  # (G, B, n, n) each
+    ll = profile_log_likelihood(torch.stack(grid_dims).prod(0), y, log_r) + penalty(cand)
+    # the chosen candidate's factors are taken from those computed, not recomputed
+    i, better, best = _argmax_over(ll, best)
+    c = _pick(cand, c, i, better)
+    dims = [_pick(kj, dims[j], i, better) for j, kj in enumerate(grid_dims)]
     log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
     steps = torch.tensor(steps, dtype=mu.dtype, device=mu.device)
     for _ in range(sweeps if d > 1 else 0):
@@ -128,9 +147,11 @@ def calibrate(
             others = torch.stack(dims[:j] + dims[j + 1 :]).prod(0)  # (B, n, n)
             cand = c.repeat(len(steps), 1, 1, 1)
             cand[:, :, j, 0] *= steps[:, None]
-            ll = profile_log_likelihood(others * factor(j, cand[:, :, j, 0]), y, log_r) + penalty(cand)
-            c, best = keep_best(ll, cand, c, best)
-            dims[j] = factor(j, c[:, j, 0])
+            kj = factor(j, cand[:, :, j, 0])  # (S, B, n, n)
+            ll = profile_log_likelihood(others * kj, y, log_r) + penalty(cand)
+            i, better, best = _argmax_over(ll, best)
+            c = _pick(cand, c, i, better)
+            dims[j] = _pick(kj, dims[j], i, better)
         log_r, best = noise_step(torch.stack(dims).prod(0), log_r, best)
     means, scales = dilate(c)
     return replace(est, means=means, scales=scales, log_noise_ratio=log_r)

@@ -55,13 +55,14 @@ def dimension_factor(
     """
     t = tau.squeeze(-1)
     t2 = t.square()
+    decay, omega = -TWO_PI_SQ * scales.square(), TWO_PI * means  # all components at once
     out = None
     for q in range(weights.shape[-1]):
         if q in skip:
             continue
-        term = torch.exp(t2 * (-TWO_PI_SQ * scales[..., q].square()))
+        term = torch.exp(t2 * decay[..., q])
         if q not in unit_cosine:
-            term = term * torch.cos(t * (TWO_PI * means[..., q]))
+            term = term * torch.cos(t * omega[..., q])
         out = term * weights[..., q] if out is None else torch.addcmul(out, term, weights[..., q])
     if out is None:  # every component skipped: the factor is 0
         out = torch.zeros_like(t2 * weights[..., 0])
