@@ -9,8 +9,9 @@ Timed is :func:`pfn_kernels.inference.decode_spectral_params` on one task of the
 ``2026 + n + 100 d``, targets standardized), float64 inputs, the shipped decoder, for each
 variant of ``--variants`` (the :data:`one_pass.VARIANTS` configurations: ``previous`` is the
 inference of earlier versions, ``default`` today's :class:`~pfn_kernels.inference.InferenceConfig`),
-and, for the default, each stage alone on the same inputs: the network, the evidence check,
-the calibration and the mean/outputscale step.
+and, for the default, each stage alone on the inputs it reads in the pass (beyond the decoder's
+context of 256 points, the pass's subsample): the network, the evidence check, the calibration
+and the mean/outputscale step.
 
 Timing on a shared or virtualized machine drifts by tens of percent over minutes, so the
 variants and stages are **interleaved**: every round times each of them once, in turn, after one
@@ -43,7 +44,7 @@ from pfn_kernels.inference.bounds import OutputRanges  # noqa: E402
 from pfn_kernels.inference.calibration import calibrate  # noqa: E402
 from pfn_kernels.inference.evidence import evidence_check  # noqa: E402
 from pfn_kernels.inference.outputscale import gls_mean_and_outputscale  # noqa: E402
-from pfn_kernels.inference.pipeline import _run_network  # noqa: E402
+from pfn_kernels.inference.pipeline import _run_network, subsample_context  # noqa: E402
 from pfn_kernels.network import default_decoder  # noqa: E402
 
 STAGES = ("network", "evidence", "calibration", "mean_outputscale")
@@ -57,7 +58,8 @@ def timed_calls(X: torch.Tensor, y: torch.Tensor, variants: Sequence[str]) -> di
         config = InferenceConfig(**VARIANTS[name])
         calls[name] = lambda config=config: decode_spectral_params(X, y, decoder, config)
     cfg = InferenceConfig()
-    x, yy = X[None], y[None]
+    # the stages read what the pass reads: beyond the context, its subsample
+    x, yy = subsample_context(X[None], y[None], decoder.config.trained_max_context)
     est = _run_network(decoder, x, yy)
     xf, yf = x.to(est.weights), yy.to(est.weights)
     ranges = OutputRanges.of(decoder)
