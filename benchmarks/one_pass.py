@@ -48,7 +48,8 @@ ONE_PASS_SEED = 7373
 MISS_MARGIN = 0.5
 #: The amortized variants compared (name -> InferenceConfig options).
 _PREVIOUS = {"calibration_steps": (0.7, 1.4), "calibration_prior_std": None,
-             "evidence_check": False, "mean_mode": "sample"}
+             "evidence_check": False, "evidence_folded": False, "mean_mode": "sample",
+             "calibration_noise_prior_std": None}
 VARIANTS: dict[str, dict[str, Any]] = {
     # the inference stages before the evidence check, the GLS mean and the wide MAP calibration
     "previous": _PREVIOUS,
@@ -58,7 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "wide_prior1": {**_PREVIOUS, "calibration_steps": (0.1, 0.3, 0.6, 1.6, 3.0, 10.0),
                     "calibration_prior_std": 1.0},
     "wide_ml": {**_PREVIOUS, "calibration_steps": (0.1, 0.3, 0.6, 1.6, 3.0, 10.0)},
-    "default": {},  # today's InferenceConfig(): wide MAP calibration, evidence check, GLS mean
+    # the stages of the first evidence-check version (RBF alternatives only, no noise prior)
+    "evidence_rbf_only": {"evidence_folded": False, "calibration_noise_prior_std": None},
+    "noise_prior2": {"evidence_folded": False, "calibration_noise_prior_std": 2.0},
+    "folded_noise_prior2": {"evidence_folded": True, "calibration_noise_prior_std": 2.0},
+    "default": {},  # today's InferenceConfig()
 }
 PRESETS = {"quick": {"tasks": 32}, "full": {"tasks": 256}}
 

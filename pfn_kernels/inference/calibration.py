@@ -36,6 +36,10 @@ CALIBRATION_GRID = (0.5, 0.6, 0.7, 0.85, 1.2, 1.4, 1.7, 2.0)
 CALIBRATION_STEPS = (0.1, 0.3, 0.6, 1.6, 3.0, 10.0)
 #: Std of the Normal prior on the log dilations: wide steps need strong evidence.
 CALIBRATION_PRIOR_STD = 1.0
+#: Std of the Normal prior on the log noise factor: without one, the noise steps (up to 1000x
+#: over the sweeps) drive the noise of a near-interpolating kernel to the floor and the
+#: predictions become overconfident (test NLL on held-out prior tasks: benchmarks/one_pass.py).
+CALIBRATION_NOISE_PRIOR_STD = 2.0
 #: The steps of earlier versions (no prior), for comparisons.
 NARROW_STEPS = (0.7, 1.4)
 #: Factors of the noise-to-signal ratio tried after the grid and after each sweep.
@@ -79,6 +83,7 @@ def calibrate(
     max_points: int = 128,
     steps: tuple[float, ...] = CALIBRATION_STEPS,
     prior_std: float | None = CALIBRATION_PRIOR_STD,
+    noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD,
 ) -> SpectralEstimate:
     r"""Dilate each dimension's decoded spectrum, and scale the noise, by profile likelihood.
 
@@ -95,6 +100,9 @@ def calibrate(
         log prior :math:`-\sum_j (\log c_j)^2 / (2\sigma^2)` on the dilations (MAP rather than
         maximum likelihood: wide steps then need strong evidence; default
         :data:`CALIBRATION_PRIOR_STD`); ``None``: no prior.
+    :param noise_prior_std: if given, a Normal log prior
+        :math:`-(\log r - \log r_0)^2 / (2\sigma_r^2)` on the noise ratio's departure from the
+        estimate's own :math:`r_0` (default :data:`CALIBRATION_NOISE_PRIOR_STD`); ``None``: none.
     :return: the estimate with dilated ``means`` and ``scales`` and the chosen
         ``log_noise_ratio``; deterministic.
     """
@@ -123,10 +131,18 @@ def calibrate(
             return torch.zeros(c.shape[:-2], dtype=torch.float64, device=c.device)
         return -0.5 * (c.double().log() / prior_std).pow(2).sum((-2, -1))
 
+    log_r0 = log_r
+
+    def noise_penalty(log_r: Tensor) -> Tensor:  # (..., B) log prior of the noise ratio
+        if noise_prior_std is None:
+            return torch.zeros(log_r.shape, dtype=torch.float64, device=log_r.device)
+        return -0.5 * ((log_r - log_r0).double() / noise_prior_std).pow(2)
+
     def noise_step(k: Tensor, log_r: Tensor, best: Tensor) -> tuple[Tensor, Tensor]:
         lo, hi = ranges.log_noise_ratio_range
         cand = (log_r + noise[:, None]).clamp(lo, hi)  # (F, B)
-        return keep_best(profile_log_likelihood(k, y, cand) + penalty(c), cand, log_r, best)
+        ll = profile_log_likelihood(k, y, cand) + penalty(c) + noise_penalty(cand)
+        return keep_best(ll, cand, log_r, best)
 
     noise = torch.tensor(CALIBRATION_NOISE, dtype=log_r.dtype, device=log_r.device).log()
     c = torch.ones(b, d, 1, dtype=mu.dtype, device=mu.device)
@@ -135,7 +151,7 @@ def calibrate(
     grid = torch.tensor(CALIBRATION_GRID, dtype=mu.dtype, device=mu.device)
     cand = c * grid[:, None, None, None]  # (G, B, d, 1)
     grid_dims = [factor(j, cand[:, :, j, 0]) for j in range(d)]  # (G, B, n, n) each
-    ll = profile_log_likelihood(torch.stack(grid_dims).prod(0), y, log_r) + penalty(cand)
+    ll = profile_log_likelihood(torch.stack(grid_dims).prod(0), y, log_r) + penalty(cand)  # r = r0
     # the chosen candidate's factors are taken from those computed, not recomputed
     i, better, best = _argmax_over(ll, best)
     c = _pick(cand, c, i, better)
@@ -148,7 +164,7 @@ def calibrate(
             cand = c.repeat(len(steps), 1, 1, 1)
             cand[:, :, j, 0] *= steps[:, None]
             kj = factor(j, cand[:, :, j, 0])  # (S, B, n, n)
-            ll = profile_log_likelihood(others * kj, y, log_r) + penalty(cand)
+            ll = profile_log_likelihood(others * kj, y, log_r) + penalty(cand) + noise_penalty(log_r)
             i, better, best = _argmax_over(ll, best)
             c = _pick(cand, c, i, better)
             dims[j] = _pick(kj, dims[j], i, better)
@@ -158,6 +174,7 @@ def calibrate(
 
 
 __all__ = [
-    "CALIBRATION_GRID", "CALIBRATION_NOISE", "CALIBRATION_PRIOR_STD", "CALIBRATION_STEPS",
+    "CALIBRATION_GRID", "CALIBRATION_NOISE", "CALIBRATION_NOISE_PRIOR_STD", "CALIBRATION_PRIOR_STD",
+    "CALIBRATION_STEPS",
     "NARROW_STEPS", "calibrate", "keep_best",
 ]

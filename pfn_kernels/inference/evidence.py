@@ -1,21 +1,29 @@
 r"""The evidence check: the decoded kernel against plain smooth alternatives, by marginal likelihood.
 
 A network reading data unlike its training tasks can return a spectrum that explains the data
-worse than a plain RBF kernel would, with nothing downstream to notice: the calibration only
-dilates the spectrum it is given. This stage scores the decoded kernel and a small family of
-isotropic RBF kernels,
+worse than a plain smooth kernel would, with nothing downstream to notice: the calibration only
+dilates the spectrum it is given. This stage scores the decoded kernel against two families of
+alternatives:
 
-.. math::
-    k_\ell(\boldsymbol\tau) = \exp\!\big(-\|\boldsymbol\tau\|^2 / (2 \ell^2 d)\big), \qquad
-    \ell \in \text{EVIDENCE\_LENGTHSCALES}
+- isotropic RBF kernels,
 
-(lengthscales :math:`\ell\sqrt d` per dimension, as BoTorch's default lengthscale prior grows
-with :math:`\sqrt d`), each at the decoded noise-to-signal ratio and at those of
+  .. math::
+      k_\ell(\boldsymbol\tau) = \exp\!\big(-\|\boldsymbol\tau\|^2 / (2 \ell^2 d)\big), \qquad
+      \ell \in \text{EVIDENCE\_LENGTHSCALES}
+
+  (lengthscales :math:`\ell\sqrt d` per dimension, as BoTorch's default lengthscale prior grows
+  with :math:`\sqrt d`);
+- the decoded spectrum *folded* to frequency 0 (:func:`fold_to_zero_frequency`): the same
+  weights and second moments, no peaks. A network that reads a rough function (a Matérn-like
+  or multi-scale kernel) as a sum of spectral peaks is caught by this one: the peaks make the
+  kernel oscillate where the function does not.
+
+Each candidate is scored at the decoded noise-to-signal ratio and at those of
 :data:`EVIDENCE_NOISE`, by :func:`~pfn_kernels.exact_gp.profile_log_likelihood` of the data
 (outputscale profiled out). When the best alternative beats the decoded kernel by more than
-``margin`` nats per point, it replaces it (as a one-component spectrum at frequency 0, which the
-calibration then refines per dimension); otherwise the decoded kernel stays, bit for bit. The
-candidates share one batched Cholesky factorization; no gradients, no learned weights.
+``margin`` nats per point, it replaces it (the calibration then refines it per dimension);
+otherwise the decoded kernel stays, bit for bit. The candidates share one batched Cholesky
+factorization; no gradients, no learned weights.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ def evidence_check(
     ranges: OutputRanges | None = None,
     margin: float = EVIDENCE_MARGIN,
     max_points: int = 128,
+    folded: bool = True,
 ) -> tuple[SpectralEstimate, Tensor]:
     r"""Keep the decoded kernel, or replace it by the RBF alternative with the best evidence.
 
@@ -56,6 +65,8 @@ def evidence_check(
     :param ranges: noise ratios and bandwidths stay inside these.
     :param margin: nats per point by which an alternative must beat the decoded kernel.
     :param max_points: points read (a strided subsample beyond).
+    :param folded: also try the decoded spectrum folded to frequency 0
+        (:func:`fold_to_zero_frequency`).
     :return: the estimate (replaced where an alternative won) and `(B,)` booleans saying where.
     """
     ranges = ranges or OutputRanges()
@@ -73,34 +84,57 @@ def evidence_check(
     ell = torch.tensor(EVIDENCE_LENGTHSCALES, dtype=xs.dtype, device=xs.device) * math.sqrt(d)
     sq = (xs.unsqueeze(-2) - xs.unsqueeze(-3)).pow(2).sum(-1)  # (B, n, n)
     k_rbf = torch.exp(-0.5 * sq / ell[:, None, None, None] ** 2)  # (L, B, n, n)
-    ll = profile_log_likelihood(k_rbf.unsqueeze(1), ys, log_r[None])  # (L, R, B)
+    fold = fold_to_zero_frequency(est, ranges)
+    k_alt = k_rbf
+    if folded:
+        k_fold = spectral_mixture_covariance(xs, xs, fold.weights, fold.means, fold.scales)
+        k_alt = torch.cat([k_rbf, k_fold[None]])  # (L + 1, B, n, n)
+    ll = profile_log_likelihood(k_alt.unsqueeze(1), ys, log_r[None])  # (L + 1, R, B)
     flat = ll.reshape(-1, b)
     best = flat.argmax(0)
-    ll_rbf = flat.gather(0, best[None])[0]
-    better = ll_rbf > ll_dec + margin * n
+    ll_alt = flat.gather(0, best[None])[0]
+    better = ll_alt > ll_dec + margin * n
     if not bool(better.any()):
         return est, better
 
-    scale = 1 / (2 * math.pi * ell[best // len(log_r)])  # (B,) the RBF's spectral bandwidth
+    cand, r_best = best // len(log_r), log_r.gather(0, (best % len(log_r))[None])[0]
+    is_fold = cand == len(ell)
+    scale = 1 / (2 * math.pi * ell[cand.clamp_max(len(ell) - 1)])  # (B,) the RBF's spectral bandwidth
     scale = scale.clamp(ranges.min_scale, ranges.max_scale).to(est.scales)
-    r_best = log_r.gather(0, (best % len(log_r))[None])[0]
     weights = torch.zeros_like(est.weights)
     weights[..., 0] = 1.0
-    rbf = SpectralEstimate(
-        weights=weights,
+    per_b = lambda t: t.view(-1, *([1] * (est.weights.dim() - 1)))  # noqa: E731
+    alt = SpectralEstimate(
+        weights=torch.where(per_b(is_fold), fold.weights, weights),
         means=torch.zeros_like(est.means),
-        scales=scale[:, None, None].expand_as(est.scales).clone(),
+        scales=torch.where(per_b(is_fold), fold.scales, scale[:, None, None].expand_as(est.scales)),
         log_noise_ratio=r_best,
         log_outputscale=est.log_outputscale,
     )
     pick = lambda a, c: torch.where(better.view(-1, *([1] * (a.dim() - 1))), c, a)  # noqa: E731
     return replace(
         est,
-        weights=pick(est.weights, rbf.weights),
-        means=pick(est.means, rbf.means),
-        scales=pick(est.scales, rbf.scales),
-        log_noise_ratio=pick(est.log_noise_ratio, rbf.log_noise_ratio),
+        weights=pick(est.weights, alt.weights),
+        means=pick(est.means, alt.means),
+        scales=pick(est.scales, alt.scales),
+        log_noise_ratio=pick(est.log_noise_ratio, alt.log_noise_ratio),
     ), better
 
 
-__all__ = ["EVIDENCE_LENGTHSCALES", "EVIDENCE_MARGIN", "EVIDENCE_NOISE", "evidence_check"]
+def fold_to_zero_frequency(est: SpectralEstimate, ranges: OutputRanges | None = None) -> SpectralEstimate:
+    r"""The decoded spectrum with every component moved to frequency 0, its bandwidth widened to
+    keep its second moment: :math:`(w, \mu, s) \to (w, 0, \sqrt{s^2 + \mu^2})`.
+
+    The folded kernel is smooth and non-oscillating, with the same curvature at
+    :math:`\tau = 0` as the decoded one (:math:`k_j''(0) = -4\pi^2 \sum_q w_q (s_q^2 + \mu_q^2)`):
+    the decoder's reading of how fast the function varies, without the peaks. It is the
+    evidence check's alternative for a network that reads a rough function as a sum of peaks.
+    """
+    ranges = ranges or OutputRanges()
+    scales = (est.scales.pow(2) + est.means.pow(2)).sqrt().clamp(ranges.min_scale, ranges.max_scale)
+    return replace(est, means=torch.zeros_like(est.means), scales=scales)
+
+
+__all__ = [
+    "EVIDENCE_LENGTHSCALES", "EVIDENCE_MARGIN", "EVIDENCE_NOISE", "evidence_check", "fold_to_zero_frequency",
+]

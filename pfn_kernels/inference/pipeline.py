@@ -13,11 +13,11 @@ outputscale, bounds.
 3. **the network** (:class:`~pfn_kernels.network.SpectralDecoder`), in its own device and dtype:
    a :class:`~pfn_kernels.spectral_params.SpectralEstimate`;
 4. **evidence check** (:func:`~pfn_kernels.inference.evidence.evidence_check`, if
-   ``config.evidence_check``): the decoded kernel against plain RBF kernels by marginal
-   likelihood; a clearly better RBF replaces it;
+   ``config.evidence_check``): the decoded kernel against plain RBF kernels and against its own
+   spectrum folded to frequency 0, by marginal likelihood; a clearly better one replaces it;
 5. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
    ``config.calibrate``): per-dimension frequency dilations and a noise factor by profile
-   marginal likelihood;
+   marginal likelihood, with priors on both;
 6. **mean and outputscale**: the constant mean (0, the standardized sample mean, or the GLS
    mean with ``mean_mode="gls"``), then the profile outputscale of the residual, from one
    factorization (:func:`~pfn_kernels.inference.outputscale.gls_mean_and_outputscale`;
@@ -41,7 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from pfn_kernels.inference.bounds import OutputRanges, bound_estimate
-from pfn_kernels.inference.calibration import CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, calibrate
+from pfn_kernels.inference.calibration import (
+    CALIBRATION_NOISE_PRIOR_STD, CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, calibrate,
+)
 from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
 from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.network import SpectralDecoder
@@ -78,7 +80,12 @@ class InferenceConfig:
         subsample of this many points, with a warning.
     :param evidence_check: compare the decoded kernel with plain RBF kernels by marginal
         likelihood first, and keep a clearly better one (:mod:`pfn_kernels.inference.evidence`).
-    :param evidence_margin: nats per point an RBF alternative must win by.
+    :param evidence_margin: nats per point an alternative must win by.
+    :param evidence_folded: the evidence check also tries the decoded spectrum folded to
+        frequency 0 (:func:`~pfn_kernels.inference.evidence.fold_to_zero_frequency`).
+    :param calibration_noise_prior_std: std of a Normal prior on the calibration's log noise
+        factor (its departure from the ratio it starts from); ``None``: none (maximum
+        likelihood, as before this prior).
     :param mean_mode: ``"sample"`` (the constant mean is the targets' mean) or ``"gls"`` (the
         generalized-least-squares mean under the decoded kernel, the maximum-likelihood one).
     :param outputscale_prior_count: weight, in points, of the network's outputscale guess in
@@ -102,6 +109,8 @@ class InferenceConfig:
     evidence_margin: float = EVIDENCE_MARGIN
     mean_mode: str = "gls"
     outputscale_prior_count: float = 1.0
+    evidence_folded: bool = True
+    calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calibration_steps", tuple(float(v) for v in self.calibration_steps))
@@ -117,6 +126,10 @@ class InferenceConfig:
             )
         if self.calibration_sweeps < 0 or self.max_calibration_points < 1:
             raise ValueError("calibration_sweeps must be >= 0 and max_calibration_points >= 1.")
+        if self.calibration_noise_prior_std is not None and not self.calibration_noise_prior_std > 0:
+            raise ValueError(
+                f"calibration_noise_prior_std must be > 0 or None, got {self.calibration_noise_prior_std}."
+            )
         if self.max_profile_points < 1:
             raise ValueError(f"max_profile_points must be >= 1, got {self.max_profile_points}.")
         if self.max_context is not None and self.max_context < 1:
@@ -227,10 +240,12 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
         est = SpectralEstimate.from_params(_call_decoder(decoder, x, yy))
     ranges = OutputRanges.of(decoder)
     if config.evidence_check:
-        est, _ = evidence_check(x, yy, est, ranges, config.evidence_margin, config.max_calibration_points)
+        est, _ = evidence_check(x, yy, est, ranges, config.evidence_margin,
+                                config.max_calibration_points, config.evidence_folded)
     if config.calibrate:
         est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points,
-                        config.calibration_steps, config.calibration_prior_std)
+                        config.calibration_steps, config.calibration_prior_std,
+                        config.calibration_noise_prior_std)
     mean, n0, points = None, config.outputscale_prior_count, config.max_profile_points
     if config.outputscale_mode == "predicted":
         os = est.log_outputscale.exp()

@@ -105,3 +105,16 @@ def test_wide_steps_reach_a_far_lengthscale_and_a_tight_prior_holds_them_back():
     assert float(narrow.scales[0, 0]) / 0.2 <= 2.0 * 1.4**2 * (1 + 1e-9)
     held = calibrate(X, y, est, steps=(0.1, 10.0), sweeps=2, prior_std=1e-3)
     assert torch.equal(held.scales, est.scales)  # any dilation costs more prior than it gains
+
+
+def test_a_noise_prior_holds_the_noise_back(small_decoder):
+    X, y = _data(2, n=30, d=2, seed=5)
+    with torch.no_grad():
+        est = small_decoder(X, y)
+    free = calibrate(X, y, est, noise_prior_std=None)  # maximum likelihood
+    assert not torch.equal(free.log_noise_ratio, est.log_noise_ratio)  # the data move it
+    held = calibrate(X, y, est, noise_prior_std=1e-3)
+    assert torch.equal(held.log_noise_ratio, est.log_noise_ratio)  # any factor costs > it gains
+    # the default prior: the noise moves no further from the start than without it
+    moved = lambda e: (e.log_noise_ratio - est.log_noise_ratio).abs()  # noqa: E731
+    assert (moved(calibrate(X, y, est)) <= moved(free) + 1e-12).all()

@@ -7,7 +7,9 @@ import torch
 
 from pfn_kernels.exact_gp import PROFILE_JITTER
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
-from pfn_kernels.inference.evidence import EVIDENCE_LENGTHSCALES, EVIDENCE_NOISE, evidence_check
+from pfn_kernels.inference.evidence import (
+    EVIDENCE_LENGTHSCALES, EVIDENCE_NOISE, evidence_check, fold_to_zero_frequency,
+)
 from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralEstimate
@@ -100,3 +102,46 @@ def test_pipeline_reports_the_gls_mean_and_the_model_uses_it(small_decoder):
     model = fit_amortized(AmortizedSingleTaskGP(x[0], Y, decoder=small_decoder, inference=config,
                                                 input_transform=None))
     assert model.mean_module.constant.item() == pytest.approx(p.constant_mean.item(), rel=1e-6)
+
+
+def test_folding_keeps_each_dimensions_curvature_at_zero():
+    est = estimate(2, [0.3, 0.7], [2.0, 4.0], [0.4, 0.1])
+    fold = fold_to_zero_frequency(est)
+    assert float(fold.means.abs().max()) == 0.0 and torch.equal(fold.weights, est.weights)
+    tau = torch.tensor([[[-1e-4, 0.0], [0.0, 0.0], [1e-4, 0.0]]], dtype=DTYPE)  # (1, 3, d)
+    zero = torch.zeros(1, 1, 2, dtype=DTYPE)
+    curvature = lambda e: (  # noqa: E731  k''(0) along dimension 0, by central differences
+        spectral_mixture_covariance(tau, zero, e.weights, e.means, e.scales)[0, :, 0]
+        * torch.tensor([1.0, -2.0, 1.0], dtype=DTYPE)).sum() / 1e-8
+    expected = -4 * math.pi**2 * (0.3 * (0.4**2 + 2.0**2) + 0.7 * (0.1**2 + 4.0**2))
+    assert float(curvature(est)) == pytest.approx(expected, rel=1e-4)
+    assert float(curvature(fold)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_evidence_check_picks_the_folded_spectrum_by_independent_likelihoods():
+    """Data from a smooth two-scale kernel; the estimate reads it as two peaks with the same
+    second moments. The folded estimate is that kernel: it must win, and the choice must be the
+    argmax of independently computed profile likelihoods over every alternative."""
+    n, d = 60, 2
+    truth = estimate(d, [0.5, 0.5], [0.0, 0.0], [1.5, 4.0])
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(1, n, d, generator=g, dtype=DTYPE)
+    K = spectral_mixture_covariance(x, x, truth.weights, truth.means, truth.scales)[0]
+    y = (torch.linalg.cholesky(K + 1e-4 * torch.eye(n, dtype=DTYPE))
+         @ torch.randn(n, generator=g, dtype=DTYPE))[None]
+    peaks = estimate(d, [0.5, 0.5], [1.4, 3.9], [math.sqrt(1.5**2 - 1.4**2), math.sqrt(4.0**2 - 3.9**2)])
+    out, replaced = evidence_check(x, y, peaks)
+    assert replaced.tolist() == [True]
+    torch.testing.assert_close(out.scales, truth.scales, rtol=1e-9, atol=0)
+    assert float(out.means.abs().max()) == 0.0
+    sq = (x.unsqueeze(-2) - x.unsqueeze(-3)).pow(2).sum(-1)[0]
+    rbfs = [torch.exp(-0.5 * sq / (ell * math.sqrt(d)) ** 2) for ell in EVIDENCE_LENGTHSCALES]
+    ratios = (1e-3, *EVIDENCE_NOISE)
+    scores = {(i, r): profile_ll(k, y[0], r) for i, k in enumerate([*rbfs, K]) for r in ratios}
+    best = max(scores, key=scores.get)
+    assert best[0] == len(rbfs)  # the folded kernel
+    assert float(out.log_noise_ratio.exp()) == pytest.approx(best[1], rel=1e-9)
+    k_peaks = spectral_mixture_covariance(x, x, peaks.weights, peaks.means, peaks.scales)[0]
+    assert scores[best] > profile_ll(k_peaks, y[0], 1e-3) + 0.02 * n  # by more than the margin
+    kept, replaced = evidence_check(x, y, peaks, folded=False)  # without the folded alternative
+    assert float(kept.means.abs().max()) == 0.0 or not replaced.item()

@@ -19,7 +19,7 @@ from pfn_kernels.inference import InferenceConfig, OutputRanges, decode_spectral
 from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
 from pfn_kernels.inference.calibration import calibrate
 from pfn_kernels.inference.evidence import evidence_check
-from pfn_kernels.inference.outputscale import gls_mean, profile_outputscale
+from pfn_kernels.inference.outputscale import gls_mean_and_outputscale
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import weights_path
 from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
@@ -64,8 +64,7 @@ def bare_network(decoder, X, y):
     with torch.no_grad():
         out, _ = evidence_check(x, yy, decoder(x, yy), ranges)
         out = calibrate(x, yy, out, ranges)
-        mean = gls_mean(x, yy, out)
-        os = profile_outputscale(x, yy, out, mean=mean)
+        mean, os = gls_mean_and_outputscale(x, yy, out)
     noise = os * out.log_noise_ratio.exp()
     b = X.shape[:-2]
     return [t.reshape(b + t.shape[1:]).to(X.dtype)
