@@ -16,7 +16,12 @@ medians over the seeds, in the standardized units of the n targets:
   \mu_q^2)})` for the spectral kernel), the constant mean;
 - the per-point test NLL and RMSE of the noisy predictive on 500 uniform points (``global``) and
   on 300 points around the best observed point (Gaussian, std 0.05 per coordinate, clipped to
-  the cube; ``near_best``).
+  the cube; ``near_best``);
+- with ``--acquisition``, how rough the acquisition surface is for the BO benchmark's optimizer
+  budget: qLogNoisyExpectedImprovement (as in ``bo.py``) maximized by ``optimize_acqf`` with the
+  benchmark's budget (4 restarts, 128 raw samples) and with 8x that (32, 1024), same seed;
+  ``acq_gap`` is the difference of the best log-acquisition values found (large: the small
+  budget misses the surface's maximum).
 
 The designs are the default's own, so both models see the same data: a difference in BO that is
 not a difference in these scores lies in how the model guides the search away from the data
@@ -48,6 +53,23 @@ from pfn_kernels.experiments.problems import make_problem  # noqa: E402
 METHODS = ("default_stgp", "amortized")
 FIELDS = ("noise", "outputscale", "lengthscale", "constant_mean",
           "nll_global", "rmse_global", "nll_near_best", "rmse_near_best")
+#: optimize_acqf budgets (num_restarts, raw_samples): the BO benchmark's, and 8x.
+BUDGETS = ((4, 128), (32, 1024))
+
+
+def acquisition_gap(model: Any, X: torch.Tensor, seed: int) -> float:
+    """Best log-qLogNEI found with the large budget minus with the benchmark's budget."""
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.optim import optimize_acqf
+
+    acqf = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=True)
+    bounds = torch.stack([torch.zeros(X.shape[1]), torch.ones(X.shape[1])]).to(X)
+    values = []
+    for restarts, raw in BUDGETS:
+        torch.manual_seed(seed)
+        _, value = optimize_acqf(acqf, bounds=bounds, q=1, num_restarts=restarts, raw_samples=raw)
+        values.append(float(value))
+    return values[1] - values[0]
 
 
 def predictive_scores(model: Any, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -72,7 +94,7 @@ def hyperparameters(model: Any, method: str) -> tuple[float, float, float, float
             model.mean_module.constant.item())
 
 
-def case_rows(run: dict[str, Any], n: int) -> dict[str, list[float]]:
+def case_rows(run: dict[str, Any], n: int, acquisition: bool = False) -> dict[str, list[float]]:
     """Both methods' values of :data:`FIELDS` on the first n points of one default run."""
     problem = make_problem(run["problem"], int(run["seed"]))
     X = normalize(torch.tensor(run["X"], dtype=torch.float64), problem.bounds)[:n]
@@ -91,6 +113,8 @@ def case_rows(run: dict[str, Any], n: int) -> dict[str, list[float]]:
         # standardized units: NLL - log(sd), RMSE / sd
         out[method] = [*hyperparameters(model, method), nll_g - math.log(sd), rmse_g / sd,
                        nll_n - math.log(sd), rmse_n / sd]
+        if acquisition:
+            out[method].append(acquisition_gap(model, X, int(run["seed"])))
     return out
 
 
@@ -101,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=int, nargs="+", default=[30, 50])
     p.add_argument("--design", nargs="+", default=["bo_full.json", "bo_full_extra.json"],
                    help="bo.py result files (under benchmarks/results/) holding default_stgp runs")
+    p.add_argument("--acquisition", action="store_true",
+                   help="also the acquisition gap between the benchmark's and an 8x optimizer budget")
     add_run_arguments(p, "bo_surrogates", threads=1, plot=False)
     return p
 
@@ -115,20 +141,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for run, n in tqdm(jobs, desc="designs", disable=args.no_progress):
-            for method, row in case_rows(run, n).items():
+            for method, row in case_rows(run, n, args.acquisition).items():
                 values.setdefault((run["problem"], n, method), []).append(row)
+    fields = FIELDS + (("acq_gap",) if args.acquisition else ())
     rows = []
     for (problem, n, method), vals in sorted(values.items()):
-        medians = [statistics.median(v[i] for v in vals) for i in range(len(FIELDS))]
+        medians = [statistics.median(v[i] for v in vals) for i in range(len(fields))]
         rows.append({"problem": problem, "n": n, "method": method, "seeds": len(vals),
-                     **dict(zip(FIELDS, medians)), "per_seed": vals})
+                     **dict(zip(fields, medians)), "per_seed": vals})
     result = {"meta": {"machine": machine_metadata(args.threads), "args": vars(args) | {"out": str(args.out)},
-                       "fields": list(FIELDS)}, "rows": rows}
+                       "fields": list(fields)}, "rows": rows}
     write_json(result, args.out)
-    print("| problem | n | method | " + " | ".join(FIELDS) + " |")
-    print("|---" * (len(FIELDS) + 3) + "|")
+    print("| problem | n | method | " + " | ".join(fields) + " |")
+    print("|---" * (len(fields) + 3) + "|")
     for r in rows:
-        print(f"| {r['problem']} | {r['n']} | {r['method']} | " + " | ".join(f"{r[f]:.3g}" for f in FIELDS) + " |")
+        print(f"| {r['problem']} | {r['n']} | {r['method']} | " + " | ".join(f"{r[f]:.3g}" for f in fields) + " |")
     print(f"\nwrote {args.out}")
     return result
 

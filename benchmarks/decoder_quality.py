@@ -221,12 +221,13 @@ def fit_default_stgp(x: torch.Tensor, y: torch.Tensor) -> tuple[Any, dict[str, A
     return model, {"time_s": info.seconds, "failed": info.failure is not None, "warnings": info.warnings}
 
 
-def fit_sm4(x: torch.Tensor, y: torch.Tensor, restarts: int, maxiter: int, seed: int
-            ) -> tuple[Any, dict[str, Any]]:
-    """Best of ``restarts`` SM(4)-MLL fits from ``initialize_from_data``, by final MLL
-    (:func:`pfn_kernels.experiments.fit_sm4`); x `(n, d)`, y `(n,)`."""
+def fit_sm4(x: torch.Tensor, y: torch.Tensor, restarts: int, maxiter: int, seed: int,
+            init: str = "data") -> tuple[Any, dict[str, Any]]:
+    """Best of ``restarts`` SM(4)-MLL fits from ``initialize_from_data`` (``init="empspect"``:
+    ``initialize_from_data_empspect``), by final MLL (:func:`pfn_kernels.experiments.fit_sm4`);
+    x `(n, d)`, y `(n,)`."""
     start = time.perf_counter()
-    model, info = harness_fit_sm4(x, y.unsqueeze(-1), seed, restarts, maxiter)
+    model, info = harness_fit_sm4(x, y.unsqueeze(-1), seed, restarts, maxiter, init=init)
     return model, {
         "time_s": time.perf_counter() - start,
         "restart_times_s": info.restart_seconds,

@@ -17,6 +17,10 @@ Data sets:
   context, the last 20% the targets (extrapolation).
 - ``diabetes``: scikit-learn's diabetes data (442 points, 10 inputs), ``--splits`` random 80/20
   train/test splits (seed ``REGRESSION_SEED + --seed + split``).
+- ``series`` (not in the default run): two real periodic series from statsmodels with tens of
+  cycles across the window, yearly sunspot numbers (309 points, ~28 cycles) and monthly El Niño
+  sea surface temperatures (732 points, 61 yearly cycles), each as ``<name>_extrap`` (the last
+  20% in time are the targets) and ``<name>_interp`` (a seeded random 20%).
 
 On real data the inputs are scaled to the unit cube by the context's per-dimension minimum and
 maximum (what BoTorch's ``Normalize`` learns from the training data; test points may fall
@@ -36,6 +40,7 @@ Methods (fits and scores shared with ``benchmarks/decoder_quality.py``):
 - ``sm4_mll``: ``SingleTaskGP`` with ``SpectralMixtureKernel(4, ard_num_dims=d)`` from
   ``initialize_from_data``, ``--sm-restarts`` restarts with L-BFGS capped at ``--sm-maxiter``,
   the restart with the best final MLL kept;
+- ``sm4_empspect``: the same from ``initialize_from_data_empspect`` (the empirical spectrum);
 - ``oracle`` (prior tasks only): the exact GP with the true kernel, noise and constant mean
   (:meth:`pfn_kernels.prior.TaskBatch.oracle_scores`).
 
@@ -78,9 +83,12 @@ from pfn_kernels.prior import PriorConfig, sample_tasks
 #: Base seed of the prior tasks and the data splits (training uses 0.., validation 12345 and
 #: decoder_quality 2026).
 REGRESSION_SEED = 3030
-METHODS = ("amortized", "amortized_refine", "default_stgp", "sm4_mll")
+METHODS = ("amortized", "amortized_refine", "default_stgp", "sm4_mll", "sm4_empspect")
 PRIOR_DIMS = (1, 2, 4)
 CO2_TEST_FRACTION = 0.2
+SERIES_TEST_FRACTION = 0.2
+#: The real periodic series, each in extrapolation and interpolation.
+SERIES = ("sunspots", "elnino")
 DIABETES_TEST_FRACTION = 0.2
 #: Sizes of the full run and of ``--quick``; explicit command-line values override either.
 PRESETS = {
@@ -130,6 +138,45 @@ def co2_problem() -> dict[str, Any]:
     n_train = int(round((1 - CO2_TEST_FRACTION) * len(y)))
     t = days.unsqueeze(-1)
     return standardize_problem(t[:n_train], y[:n_train], t[n_train:], y[n_train:])
+
+
+def series(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real periodic series from statsmodels: time `(n, 1)` (in its own units) and values `(n,)`.
+
+    - ``sunspots``: yearly sunspot numbers 1700-2008 (309 points, an ~11-year cycle: ~28 cycles);
+    - ``elnino``: monthly sea surface temperatures 1950-2010 (732 points, a yearly cycle: 61).
+    """
+    if name == "sunspots":
+        from statsmodels.datasets import sunspots
+
+        data = sunspots.load_pandas().data
+        t, y = data["YEAR"].to_numpy(), data["SUNACTIVITY"].to_numpy()
+    elif name == "elnino":
+        from statsmodels.datasets import elnino
+
+        data = elnino.load_pandas().data
+        months = data.drop(columns="YEAR").to_numpy()  # (years, 12)
+        y = months.reshape(-1)
+        t = (data["YEAR"].to_numpy()[:, None] + (torch.arange(12).numpy() / 12.0)[None]).reshape(-1)
+    else:
+        raise ValueError(f"Unknown series {name!r}.")
+    return (torch.tensor(t, dtype=torch.float64).unsqueeze(-1), torch.tensor(y, dtype=torch.float64))
+
+
+def series_problem(name: str, split: str, seed: int) -> dict[str, Any]:
+    """``split="extrap"``: the last ``SERIES_TEST_FRACTION`` in time are the targets;
+    ``"interp"``: a seeded random ``SERIES_TEST_FRACTION`` of the points."""
+    t, y = series(name)
+    n = len(y)
+    n_test = int(round(SERIES_TEST_FRACTION * n))
+    if split == "extrap":
+        train, test = torch.arange(n - n_test), torch.arange(n - n_test, n)
+    elif split == "interp":
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        test, train = perm[:n_test].sort().values, perm[n_test:].sort().values
+    else:
+        raise ValueError(f"split must be 'extrap' or 'interp', got {split!r}.")
+    return standardize_problem(t[train], y[train], t[test], y[test])
 
 
 def diabetes_problems(splits: int, seed: int) -> list[dict[str, Any]]:
@@ -182,6 +229,7 @@ def run_methods(decoder: Any, problem: dict[str, Any], args: argparse.Namespace,
         "amortized_refine": lambda: fit_amortized_gp(decoder, xc, yc, refine=True),
         "default_stgp": lambda: fit_default_stgp(xc, yc),
         "sm4_mll": lambda: fit_sm4(xc, yc, args.sm_restarts, args.sm_maxiter, seed),
+        "sm4_empspect": lambda: fit_sm4(xc, yc, args.sm_restarts, args.sm_maxiter, seed, init="empspect"),
     }
     out = {}
     for name in args.methods:
@@ -325,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", type=int, default=100, help="target points per prior task")
     parser.add_argument("--splits", type=int, default=None, help="diabetes train/test splits (5; quick 1)")
     parser.add_argument("--datasets", nargs="+", default=["prior", "co2", "diabetes"],
-                        choices=["prior", "co2", "diabetes"], help="data sets to run")
+                        choices=["prior", "co2", "diabetes", "series"],
+                        help="data sets to run (series: sunspots and elnino, extrapolation and "
+                             "interpolation)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="methods to run (the oracle is added on prior tasks)")
     parser.add_argument("--sm-restarts", type=int, default=None, help="SM(4)-MLL restarts (5; quick 2)")
@@ -351,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         datasets.append(("co2", lambda: [co2_problem()]))
     if "diabetes" in args.datasets:
         datasets.append(("diabetes", lambda: diabetes_problems(args.splits, REGRESSION_SEED + args.seed)))
+    if "series" in args.datasets:  # after the others: their seeds stay as they were
+        datasets += [(f"{name}_{split}", lambda name=name, split=split: [
+            series_problem(name, split, REGRESSION_SEED + args.seed)])
+            for name in SERIES for split in ("extrap", "interp")]
     results = {}
     for k, (name, load) in enumerate(tqdm(datasets, desc="data sets", disable=not progress)):
         results[name] = evaluate(name, decoder, load(), args, REGRESSION_SEED + args.seed + 100 * k,
@@ -396,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "sm4_mll": f"SingleTaskGP + SpectralMixtureKernel(4, ard_num_dims=d), "
                            f"initialize_from_data, best of {args.sm_restarts} restarts by final MLL, "
                            f"L-BFGS maxiter {args.sm_maxiter}",
+                "sm4_empspect": "as sm4_mll, from initialize_from_data_empspect",
                 "oracle": "prior tasks: exact GP with the true kernel, noise and constant mean",
             },
             "runtime_s": None,

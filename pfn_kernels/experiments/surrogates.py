@@ -120,8 +120,13 @@ class SM4Fit:
         return len(self.errors) == len(self.restart_seconds)
 
 
-def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, maxiter: int = 200
-            ) -> tuple[Any, SM4Fit]:
+#: Initializations of :func:`fit_sm4`: GPyTorch's ``initialize_from_data`` and
+#: ``initialize_from_data_empspect`` (from the empirical spectrum, 1-D-style per dimension).
+SM4_INITS = ("data", "empspect")
+
+
+def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, maxiter: int = 200,
+            init: str = "data") -> tuple[Any, SM4Fit]:
     """``SingleTaskGP`` + ``SpectralMixtureKernel(4)``, best of ``restarts`` MLL fits, as users do it.
 
     Restart r seeds torch's global generator with ``seed + r`` (``initialize_from_data`` draws
@@ -132,6 +137,8 @@ def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, 
 
     :param train_X: `(n, d)` inputs in the unit cube.
     :param train_Y: `(n, 1)` targets.
+    :param init: ``"data"`` (``initialize_from_data``) or ``"empspect"``
+        (``initialize_from_data_empspect``).
     """
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -151,7 +158,12 @@ def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, 
         t0 = time.perf_counter()
         torch.manual_seed(seed + r)
         covar = SpectralMixtureKernel(num_mixtures=4, ard_num_dims=train_X.shape[-1]).to(train_X)
-        covar.initialize_from_data(train_X, y)
+        if init == "data":
+            covar.initialize_from_data(train_X, y)
+        elif init == "empspect":
+            covar.initialize_from_data_empspect(train_X, y)
+        else:
+            raise ValueError(f"init must be one of {SM4_INITS}, got {init!r}.")
         model = SingleTaskGP(train_X, train_Y, covar_module=covar)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         with warnings.catch_warnings(record=True) as caught:
