@@ -15,3 +15,24 @@ def test_fit_surrogate_returns_eval_models(tiny_decoder):
                                     sm_maxiter=10)
         assert not model.training and info.seconds > 0 and info.failure is None
         assert model.posterior(X[:2]).mean.shape == (2, 1)
+
+
+def test_fit_sm4_initializations_and_a_bad_one():
+    import math
+
+    import pytest
+
+    from pfn_kernels.experiments import fit_sm4
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(30, 1, generator=g, dtype=torch.float64)
+    Y = torch.sin(2 * math.pi * 8 * X) + 0.05 * torch.randn(30, 1, generator=g, dtype=torch.float64)
+    for init in ("data", "empspect"):
+        model, info = fit_sm4(X, Y, restarts=2, maxiter=30, init=init)
+        assert not model.training and math.isfinite(info.best_mll) and len(info.restart_seconds) == 2
+    # the two starts differ (restart 0 of each, no optimization)
+    starts = [fit_sm4(X, Y, restarts=1, maxiter=0, init=i)[0].covar_module.mixture_means.detach()
+              for i in ("data", "empspect")]
+    assert not torch.allclose(starts[0], starts[1])
+    with pytest.raises(ValueError, match="init"):
+        fit_sm4(X, Y, restarts=1, maxiter=1, init="nope")
