@@ -75,6 +75,17 @@ class PriorConfig:
     :param periodic_lengthscale_range: log-uniform range of the periodic kernel's (dimensionless)
         lengthscale :math:`\ell` in :math:`\exp(-2\sin^2(\pi\tau/p)/\ell^2)`; not dimension-scaled.
         Small values give spikes with many harmonics.
+    :param many_cycles_prob: probability that a task is a *many-cycle* task: its spectral-mixture
+        peak frequencies are log-uniform from ``max_frequency / d**dim_scaling`` up to what its
+        context resolves, :math:`\min(f_{max}^{res}, c\, n^{1/d})` with c =
+        ``resolved_cycles_fraction`` and :math:`f_{max}^{res}` = ``max_resolved_frequency`` (a
+        periodic task's fundamental frequency likewise, from ``1 / (period_range[0] d**dim_scaling)``).
+        Tens to hundreds of cycles across the window, as in long real series. 0 (the default)
+        draws exactly the tasks of earlier versions.
+    :param resolved_cycles_fraction: c above: n points on a lattice resolve
+        :math:`n^{1/d} / 2` cycles per unit (the Nyquist frequency); c = 1/4 stays at half of it.
+    :param max_resolved_frequency: cap of many-cycle frequencies, cycles per unit (the decoder's
+        filter bank reaches 64).
     :param irrelevant_prob: probability that a dimension is irrelevant (at least one dimension of
         every task stays relevant). An irrelevant dimension's factor is the single component
         :math:`\exp(-2\pi^2\tau^2 s^2)` with :math:`s` = ``line_bandwidth``, i.e. almost constant.
@@ -136,6 +147,9 @@ class PriorConfig:
     lengthscale_range: tuple[float, float] = (0.05, 2.0)
     period_range: tuple[float, float] = (0.1, 1.0)
     periodic_lengthscale_range: tuple[float, float] = (0.5, 2.0)
+    many_cycles_prob: float = 0.0
+    resolved_cycles_fraction: float = 0.25
+    max_resolved_frequency: float = 48.0
     irrelevant_prob: float = 0.2
     line_bandwidth: float = 1e-3
     # scale and noise
@@ -175,8 +189,10 @@ class PriorConfig:
         _finite(self, "dim_scaling")
         _finite(self, "max_frequency", low=0.0)
         _finite(self, "mean_offset_std", low=0.0)
-        for name in ("zero_frequency_prob", "irrelevant_prob", "warp_prob"):
+        for name in ("zero_frequency_prob", "irrelevant_prob", "warp_prob", "many_cycles_prob"):
             _probability(self, name)
+        _finite(self, "resolved_cycles_fraction", low=0.0, strict=True)
+        _finite(self, "max_resolved_frequency", low=0.0, strict=True)
         _finite(self, "line_bandwidth", low=0.0, strict=True)
         for name in (
             "bandwidth_range",

@@ -355,7 +355,8 @@ def _move(t: Tensor, device: torch.device | None, dtype: torch.dtype | None) -> 
 
 
 def sample_kernels(
-    cfg: PriorConfig, batch_size: int, num_dims: int, max_peaks: int, generator: Generator | None
+    cfg: PriorConfig, batch_size: int, num_dims: int, max_peaks: int, generator: Generator | None,
+    num_context: int | None = None,
 ) -> GroundTruthKernel:
     r"""Draw the family, relevant dimensions, spectrum and warping of ``batch_size`` tasks.
 
@@ -367,6 +368,8 @@ def sample_kernels(
     :param num_dims: input dimension d.
     :param max_peaks: most spectral-mixture peaks per dimension (``<= cfg.num_mixtures``).
     :param generator: source of all randomness.
+    :param num_context: the tasks' context size n, which sets the frequencies of many-cycle tasks
+        (``cfg.many_cycles_prob``); without it there are none.
     :return: float64 :class:`GroundTruthKernel` with Q = ``cfg.num_mixtures``.
     """
     B, d, Q, g = batch_size, num_dims, cfg.num_mixtures, generator
@@ -393,6 +396,8 @@ def sample_kernels(
     ell = log_uniform(*cfg.lengthscale_range, (B, d), g) * dim_scale
     ell_periodic = log_uniform(*cfg.periodic_lengthscale_range, (B, d), g)
     period = log_uniform(*cfg.period_range, (B, d), g) * dim_scale
+    if cfg.many_cycles_prob > 0 and num_context is not None:  # no draws otherwise: same stream
+        sm_mu, period = _many_cycles(cfg, num_context, d, dim_scale, sm_mu, period, g)
     lengthscale = torch.where((family == PERIODIC)[:, None], ell_periodic, ell)
 
     first = torch.arange(Q) == 0  # (Q,) the single component of rbf / irrelevant dimensions
@@ -433,6 +438,26 @@ def sample_kernels(
         warp_a=warp_a,
         warp_b=warp_b,
     )
+
+
+def _many_cycles(
+    cfg: PriorConfig, n: int, d: int, dim_scale: float, sm_mu: Tensor, period: Tensor,
+    g: Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """Many-cycle tasks (``cfg.many_cycles_prob``): nonzero peak frequencies `(B, d, Q)` and
+    periods `(B, d)` redrawn, log-uniform up to what n context points resolve."""
+    B = sm_mu.shape[0]
+    many = torch.rand(B, generator=g, dtype=DTYPE) < cfg.many_cycles_prob  # (B,)
+    cap = min(cfg.max_resolved_frequency, cfg.resolved_cycles_fraction * float(n) ** (1.0 / d))
+    low_peak = cfg.max_frequency / dim_scale
+    low_fundamental = 1.0 / (cfg.period_range[0] * dim_scale)
+    peaks = log_uniform(min(low_peak, cap), cap, tuple(sm_mu.shape), g)
+    fundamental = log_uniform(min(low_fundamental, cap), cap, tuple(period.shape), g)
+    if cap > low_peak:
+        sm_mu = torch.where(many[:, None, None] & (sm_mu > 0), peaks, sm_mu)
+    if cap > low_fundamental:
+        period = torch.where(many[:, None], 1.0 / fundamental, period)
+    return sm_mu, period
 
 
 __all__ = [

@@ -282,7 +282,7 @@ def sample_tasks(
     M = 1 if num_realizations is None else _check_int("num_realizations", num_realizations, 1)
     B, N = batch_size, n + m
 
-    kernel = sample_kernels(cfg, B, d, peaks, g)
+    kernel = sample_kernels(cfg, B, d, peaks, g, num_context=n)
     x, design = sample_inputs(cfg, B, N, d, g)  # (B, N, d), random order
     outputscale = log_uniform(*cfg.outputscale_range, (B,), g)
     noise = log_uniform(*cfg.noise_ratio_range, (B,), g) * outputscale
