@@ -8,7 +8,9 @@ Timed is :func:`pfn_kernels.inference.decode_spectral_params` on one task of the
 (n, d) (the data of ``benchmarks/fit_speed.py``: ``sample_tasks(PriorConfig(), 1, ...)``, seed
 ``2026 + n + 100 d``, targets standardized), float64 inputs, the shipped decoder, for each
 variant of ``--variants`` (the :data:`one_pass.VARIANTS` configurations: ``previous`` is the
-inference of earlier versions, ``default`` today's :class:`~pfn_kernels.inference.InferenceConfig`),
+inference configuration of earlier versions, run on today's code, so the ratio to it is the cost
+of the configuration, not a comparison with earlier code; ``default`` is today's
+:class:`~pfn_kernels.inference.InferenceConfig`),
 and, for the default, each stage alone on the inputs it reads in the pass (beyond the decoder's
 context of 256 points, the pass's subsample): the network, the evidence check, the calibration
 and the mean/outputscale step.
@@ -81,7 +83,7 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[
     """Seconds of each call over ``repeats`` rounds (each round calls every one once, in turn),
     after one untimed warm-up round."""
     times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.no_grad():
+    with torch.inference_mode():  # as the pass runs its stages
         for r in range(repeats + 1):
             for name, fn in calls.items():
                 start = time.perf_counter()
@@ -134,11 +136,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               "rows": rows}
     write_json(result, args.out)
     names = [*args.variants, *STAGES]
-    print("| n | d | " + " | ".join(names) + (f" | default / {reference} |" if reference else " |"))
-    print("|---" * (len(names) + 2 + bool(reference)) + "|")
+    ratio_column = reference is not None and "default" in args.variants
+    print("| n | d | " + " | ".join(names) + (f" | default / {reference} |" if ratio_column else " |"))
+    print("|---" * (len(names) + 2 + ratio_column) + "|")
     for row in rows:
         cells = [f"{row[k]['median_ms']:.1f} ms" for k in names]
-        ratio = f" | {row['default'][f'ratio_to_{reference}']:.2f}" if reference and "default" in row else ""
+        ratio = f" | {row['default'][f'ratio_to_{reference}']:.2f}" if ratio_column else ""
         print(f"| {row['n']} | {row['d']} | " + " | ".join(cells) + ratio + " |")
     print(f"\nwrote {args.out}")
     return result

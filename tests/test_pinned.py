@@ -26,7 +26,7 @@ import make_pinned  # noqa: E402
 
 PINNED = load_file(str(DATA / "pinned_decoder.safetensors"))
 #: Relative tolerance of the profiled fields (the spectrum's is 1e-5).
-PROFILED_RTOL = 2e-2
+PROFILED_RTOL = 1e-2
 PROFILED = ("outputscale", "noise", "mean")
 
 

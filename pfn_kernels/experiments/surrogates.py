@@ -121,8 +121,37 @@ class SM4Fit:
 
 
 #: Initializations of :func:`fit_sm4`: GPyTorch's ``initialize_from_data`` and
-#: ``initialize_from_data_empspect`` (from the empirical spectrum, 1-D-style per dimension).
+#: ``initialize_from_data_empspect`` (from the empirical spectrum; see
+#: :func:`_initialize_from_empirical_spectrum`).
 SM4_INITS = ("data", "empspect")
+
+
+def _initialize_from_empirical_spectrum(covar: Any, train_X: Tensor, y: Tensor, seed: int) -> None:
+    """GPyTorch's ``initialize_from_data_empspect``, in the inputs' units and seeded.
+
+    GPyTorch reads y as evenly spaced samples and returns frequencies in cycles per *sample*,
+    bandwidths as the Gaussian mixture's *variances*, and draws from NumPy's global generator
+    (and an unseeded scikit-learn mixture) that ``torch.manual_seed`` does not reach. Here the
+    points are ordered along the first input, the means and the bandwidths' square roots are
+    divided by the median spacing of that input (cycles per unit input; exact for an evenly spaced
+    1-D series, an approximation for irregular or multi-dimensional inputs), and NumPy's global
+    state is seeded with ``seed`` for the call and restored after.
+    """
+    import numpy as np
+
+    order = train_X[:, 0].argsort()
+    spacing = train_X[order, 0].diff().median().clamp_min(1e-12)
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        covar.initialize_from_data_empspect(train_X[order], y[order])
+    finally:
+        np.random.set_state(state)
+    with torch.no_grad():
+        means = covar.mixture_means / spacing
+        scales = covar.mixture_scales.clamp_min(1e-12).sqrt() / spacing
+    covar.mixture_means = means
+    covar.mixture_scales = scales
 
 
 def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, maxiter: int = 200,
@@ -130,7 +159,7 @@ def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, 
     """``SingleTaskGP`` + ``SpectralMixtureKernel(4)``, best of ``restarts`` MLL fits, as users do it.
 
     Restart r seeds torch's global generator with ``seed + r`` (``initialize_from_data`` draws
-    from it), initializes from the data (with y standardized), and runs ``fit_gpytorch_mll`` with
+    from it; the ``"empspect"`` start seeds NumPy's with it), initializes from the data (with y standardized), and runs ``fit_gpytorch_mll`` with
     L-BFGS capped at ``maxiter`` iterations and one attempt; optimizer warnings are counted, not
     retried. A restart whose fit raises keeps the parameters it has after the fit's rollback. The
     restart with the highest final marginal likelihood is returned, in eval mode.
@@ -161,7 +190,7 @@ def fit_sm4(train_X: Tensor, train_Y: Tensor, seed: int = 0, restarts: int = 5, 
         if init == "data":
             covar.initialize_from_data(train_X, y)
         elif init == "empspect":
-            covar.initialize_from_data_empspect(train_X, y)
+            _initialize_from_empirical_spectrum(covar, train_X, y, seed + r)
         else:
             raise ValueError(f"init must be one of {SM4_INITS}, got {init!r}.")
         model = SingleTaskGP(train_X, train_Y, covar_module=covar)

@@ -57,7 +57,8 @@ def evidence_check(
     max_points: int = 128,
     folded: bool = True,
 ) -> tuple[SpectralEstimate, Tensor]:
-    r"""Keep the decoded kernel, or replace it by the RBF alternative with the best evidence.
+    r"""Keep the decoded kernel, or replace it by the alternative (an RBF kernel, or with
+    ``folded`` the folded spectrum) with the best evidence.
 
     :param x: `(B, n, d)` inputs in the unit cube.
     :param y: `(B, n)` standardized targets, or `(B, n, M)` realizations.
@@ -125,7 +126,9 @@ def fold_to_zero_frequency(est: SpectralEstimate, ranges: OutputRanges | None = 
     r"""The decoded spectrum with every component moved to frequency 0, its bandwidth widened to
     keep its second moment: :math:`(w, \mu, s) \to (w, 0, \sqrt{s^2 + \mu^2})`.
 
-    The folded kernel is smooth and non-oscillating, with the same curvature at
+    The bandwidths are clamped to ``ranges`` (at most ``max_scale``, 30 by default, so a
+    component beyond that keeps less than its second moment). The folded kernel is smooth and
+    non-oscillating, with the same curvature at
     :math:`\tau = 0` as the decoded one (:math:`k_j''(0) = -4\pi^2 \sum_q w_q (s_q^2 + \mu_q^2)`):
     the decoder's reading of how fast the function varies, without the peaks. It is the
     evidence check's alternative for a network that reads a rough function as a sum of peaks.

@@ -78,8 +78,9 @@ class InferenceConfig:
     :param max_context: most points one pass reads (``None``: the decoder's
         ``trained_max_context``; no limit for a decoder without one); beyond, a seeded random
         subsample of this many points, with a warning.
-    :param evidence_check: compare the decoded kernel with plain RBF kernels by marginal
-        likelihood first, and keep a clearly better one (:mod:`pfn_kernels.inference.evidence`).
+    :param evidence_check: compare the decoded kernel with plain RBF kernels (and, with
+        ``evidence_folded``, its own folded spectrum) by marginal likelihood first, and keep a
+        clearly better one (:mod:`pfn_kernels.inference.evidence`).
     :param evidence_margin: nats per point an alternative must win by.
     :param evidence_folded: the evidence check also tries the decoded spectrum folded to
         frequency 0 (:func:`~pfn_kernels.inference.evidence.fold_to_zero_frequency`).
@@ -257,7 +258,7 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
         os = profile_outputscale(x, yy, est, prior_count=n0, max_points=points)
     if mean is not None:
         mean = mean.nan_to_num(0.0)
-    weights, means, scales, os, log_r = bound_estimate(est, os, ranges)
+    weights, means, scales, os, log_r = bound_estimate(est, os, ranges, stacklevel=4)
     noise = os * log_r.exp()
     mean = torch.zeros_like(os) if mean is None else mean.to(os)
     dtype = X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32

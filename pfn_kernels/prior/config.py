@@ -79,9 +79,11 @@ class PriorConfig:
         peak frequencies are log-uniform from ``max_frequency / d**dim_scaling`` up to what its
         context resolves, :math:`\min(f_{max}^{res}, c\, n^{1/d})` with c =
         ``resolved_cycles_fraction`` and :math:`f_{max}^{res}` = ``max_resolved_frequency`` (a
-        periodic task's fundamental frequency likewise, from ``1 / (period_range[0] d**dim_scaling)``).
-        Tens to hundreds of cycles across the window, as in long real series. 0 (the default)
-        draws exactly the tasks of earlier versions.
+        periodic task's fundamental frequency likewise, from ``1 / (period_range[0] d**dim_scaling)``;
+        its harmonics lie beyond). Tens of cycles across the window, as in long real series.
+        Where the cap does not exceed the lower end (small n at larger d, e.g. n = 50 at d = 2)
+        a task stays as it was, so the fraction of many-cycle tasks is below this probability
+        there. 0 (the default) draws exactly the tasks of earlier versions.
     :param resolved_cycles_fraction: c above: n points on a lattice resolve
         :math:`n^{1/d} / 2` cycles per unit (the Nyquist frequency); c = 1/4 stays at half of it.
     :param max_resolved_frequency: cap of many-cycle frequencies, cycles per unit (the decoder's
@@ -192,6 +194,11 @@ class PriorConfig:
         for name in ("zero_frequency_prob", "irrelevant_prob", "warp_prob", "many_cycles_prob"):
             _probability(self, name)
         _finite(self, "resolved_cycles_fraction", low=0.0, strict=True)
+        if self.many_cycles_prob > 0 and not self.max_frequency > 0:
+            raise ValueError(
+                "PriorConfig: many_cycles_prob > 0 needs max_frequency > 0 (the lower end of the "
+                f"many-cycle frequencies); got max_frequency={self.max_frequency}."
+            )
         _finite(self, "max_resolved_frequency", low=0.0, strict=True)
         _finite(self, "line_bandwidth", low=0.0, strict=True)
         for name in (

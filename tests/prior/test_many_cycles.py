@@ -77,3 +77,5 @@ def test_invalid_many_cycle_options_raise():
         PriorConfig(resolved_cycles_fraction=0.0)
     with pytest.raises(ValueError, match="max_resolved_frequency"):
         PriorConfig(max_resolved_frequency=-1.0)
+    with pytest.raises(ValueError, match="needs max_frequency > 0"):
+        PriorConfig(many_cycles_prob=0.5, max_frequency=0.0)
