@@ -47,6 +47,7 @@ from botorch.utils.transforms import normalize  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks._common import RESULTS, add_run_arguments, machine_metadata, set_threads, write_json  # noqa: E402
+from benchmarks.decoder_quality import predictive_scores  # noqa: E402
 from pfn_kernels.experiments import fit_surrogate  # noqa: E402
 from pfn_kernels.experiments.problems import make_problem  # noqa: E402
 
@@ -70,15 +71,6 @@ def acquisition_gap(model: Any, X: torch.Tensor, seed: int) -> float:
         _, value = optimize_acqf(acqf, bounds=bounds, q=1, num_restarts=restarts, raw_samples=raw)
         values.append(float(value))
     return values[1] - values[0]
-
-
-def predictive_scores(model: Any, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Per-point NLL and RMSE of the noisy predictive at ``X`` (raw units)."""
-    with torch.no_grad():
-        post = model.posterior(X, observation_noise=True)
-        mean, var = post.mean.squeeze(-1), post.variance.squeeze(-1).clamp_min(1e-12)
-    nll = 0.5 * (math.log(2 * math.pi) + var.log() + (y - mean) ** 2 / var)
-    return nll.mean().item(), ((y - mean) ** 2).mean().sqrt().item()
 
 
 def hyperparameters(model: Any, method: str) -> tuple[float, float, float, float]:
@@ -108,11 +100,11 @@ def case_rows(run: dict[str, Any], n: int, acquisition: bool = False) -> dict[st
     out = {}
     for method in METHODS:
         model, _ = fit_surrogate(method, X, Y)
-        nll_g, rmse_g = predictive_scores(model, x_global, y_global)
-        nll_n, rmse_n = predictive_scores(model, x_near, y_near)
+        nll_g, mse_g, _ = predictive_scores(model, X, Y[:, 0], x_global, y_global)
+        nll_n, mse_n, _ = predictive_scores(model, X, Y[:, 0], x_near, y_near)
         # standardized units: NLL - log(sd), RMSE / sd
-        out[method] = [*hyperparameters(model, method), nll_g - math.log(sd), rmse_g / sd,
-                       nll_n - math.log(sd), rmse_n / sd]
+        out[method] = [*hyperparameters(model, method), nll_g - math.log(sd), math.sqrt(mse_g) / sd,
+                       nll_n - math.log(sd), math.sqrt(mse_n) / sd]
         if acquisition:
             out[method].append(acquisition_gap(model, X, int(run["seed"])))
     return out

@@ -203,11 +203,7 @@ def decode_spectral_params(
     # n = 50); the results are cloned out of it, so they are ordinary tensors for the caller.
     with torch.inference_mode():
         params = _decode(X, y, decoder, config)
-    return SpectralParams(
-        weights=params.weights.clone(), means=params.means.clone(), scales=params.scales.clone(),
-        outputscale=params.outputscale.clone(), noise=params.noise.clone(),
-        constant_mean=params.constant_mean.clone(), validate=False,
-    )
+    return params.clone()
 
 
 def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> SpectralParams:
