@@ -63,6 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "evidence_rbf_only": {"evidence_folded": False, "calibration_noise_prior_std": None},
     "noise_prior2": {"evidence_folded": False, "calibration_noise_prior_std": 2.0},
     "folded_noise_prior2": {"evidence_folded": True, "calibration_noise_prior_std": 2.0},
+    "no_periodogram": {"evidence_periodogram": False},
+    "periodogram": {"evidence_periodogram": True},
     "default": {},  # today's InferenceConfig()
 }
 PRESETS = {"quick": {"tasks": 32}, "full": {"tasks": 256}}

@@ -187,3 +187,19 @@ def test_kernel_speed_script(tmp_path, capsys):
         assert row["max_abs_difference"] < 1e-8 and row["tiled_ms"] > 0
     assert out["acquisition"][0]["default STGP"]["seconds"] > 0
     assert "| 16 |" in capsys.readouterr().out
+
+
+def test_large_context_script(weights, tmp_path, capsys):
+    """Beyond DEFAULT_MAX_CONTEXT the network reads a subsample; each cell runs in its own
+    process and reports time, memory and the quality against the oracle."""
+    large_context = load_script("large_context")
+    out = large_context.main(["--weights", str(weights), "--sizes", "30", "530", "--dims", "2",
+                              "--tasks", "2", "--repeats", "1", "--quality-max-n", "530",
+                              "--out", str(tmp_path / "l.json"), "--plot", str(tmp_path / "l.png"),
+                              "--no-progress"])
+    saved = json.loads((tmp_path / "l.json").read_text())
+    assert [r["network_reads"] for r in saved["summary"]] == [30, 512]
+    for row in out["summary"]:
+        assert row["seconds"] > 0 and row["peak_rss_increase_mib"] >= 0
+        assert math.isfinite(row["one_pass_gap"]) and math.isfinite(row["subsample_256_gap"])
+    assert (tmp_path / "l.png").is_file() and "| 530 | 2 |" in capsys.readouterr().out

@@ -7,14 +7,18 @@ outputscale, bounds.
    NaN or inf (naming the rows), d > :data:`~pfn_kernels.validation.MAX_INPUT_DIMS`; warnings
    (:class:`~pfn_kernels.validation.DecoderWarning`) for X outside the unit cube and for d beyond
    the decoder's ``trained_max_dims``;
-2. **subsample**: beyond ``max_context`` points (default: the decoder's ``trained_max_context``),
-   a seeded random subset of that size, in the data's order (:data:`SUBSAMPLE_SEED`: the same
-   points for the same n), with a warning; time and memory stay bounded whatever n;
+2. **subsample**: beyond ``max_context`` points (default :data:`DEFAULT_MAX_CONTEXT`, or the
+   decoder's ``trained_max_context`` if larger), a seeded random subset of that size, in the
+   data's order (:data:`SUBSAMPLE_SEED`: the same points for the same n), with a warning. The
+   network, the evidence check and the calibration read the subset; the mean and outputscale
+   (step 6) read up to ``max_profile_points`` of all points. Time and memory stay bounded
+   whatever n;
 3. **the network** (:class:`~pfn_kernels.network.SpectralDecoder`), in its own device and dtype:
    a :class:`~pfn_kernels.spectral_params.SpectralEstimate`;
 4. **evidence check** (:func:`~pfn_kernels.inference.evidence.evidence_check`, if
-   ``config.evidence_check``): the decoded kernel against plain RBF kernels and against its own
-   spectrum folded to frequency 0, by marginal likelihood; a clearly better one replaces it;
+   ``config.evidence_check``): the decoded kernel against plain RBF kernels, against its own
+   spectrum folded to frequency 0 and, for d = 1, against spectra on the periodogram's highest
+   peaks, by marginal likelihood; a clearly better one replaces it;
 5. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
    ``config.calibrate``): per-dimension frequency dilations and a noise factor by profile
    marginal likelihood, with priors on both;
@@ -42,7 +46,8 @@ from torch import Tensor, nn
 
 from pfn_kernels.inference.bounds import OutputRanges, bound_estimate
 from pfn_kernels.inference.calibration import (
-    CALIBRATION_NOISE_PRIOR_STD, CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, calibrate,
+    CALIBRATION_NOISE_PRIOR_STD, CALIBRATION_PRIOR_STD, CALIBRATION_STEPS, MAX_CALIBRATION_POINTS,
+    calibrate,
 )
 from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
 from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
@@ -56,6 +61,10 @@ DecoderFn = Callable[[Tensor, Tensor], SpectralParams]
 Decoder = Union[SpectralDecoder, DecoderFn]
 #: Seed of the subsample read when n exceeds the context (the same points every call).
 SUBSAMPLE_SEED = 0
+#: Points one pass reads whole by default (``InferenceConfig.max_context=None``). The shipped
+#: network was trained on up to 256; on prior tasks of 512 points, reading them all gives a
+#: better kernel than a 256-point subsample at every d tried (BENCHMARKS.md, "Large contexts").
+DEFAULT_MAX_CONTEXT = 512
 OUTPUTSCALE_MODES = ("profile", "predicted")
 MEAN_MODES = ("sample", "gls")
 
@@ -71,19 +80,26 @@ class InferenceConfig:
     :param calibration_steps: the per-dimension dilation factors each sweep tries.
     :param calibration_prior_std: std of a Normal prior on the log dilations (MAP calibration);
         ``None``: maximum likelihood.
-    :param max_calibration_points: points the calibration reads (a strided subsample beyond).
+    :param max_calibration_points: points the evidence check and the calibration read (a
+        strided subsample beyond). Fewer points than the GP will condition on bias the noise
+        factor low (an overconfident GP), so the default reads every point of a context up to
+        the network's trained size.
     :param outputscale_mode: ``"profile"`` (the profile-likelihood outputscale, shrunk towards
         the network's guess) or ``"predicted"`` (the guess alone).
     :param max_profile_points: points the profile outputscale reads (a strided subsample beyond).
-    :param max_context: most points one pass reads (``None``: the decoder's
-        ``trained_max_context``; no limit for a decoder without one); beyond, a seeded random
-        subsample of this many points, with a warning.
+    :param max_context: most points the network reads (``None``: :data:`DEFAULT_MAX_CONTEXT`
+        or the decoder's ``trained_max_context``, whichever is larger; no limit for a decoder
+        without one); beyond, a seeded random subsample of this many points, with a warning.
+        The mean and outputscale still read up to ``max_profile_points`` of all points.
     :param evidence_check: compare the decoded kernel with plain RBF kernels (and, with
         ``evidence_folded``, its own folded spectrum) by marginal likelihood first, and keep a
         clearly better one (:mod:`pfn_kernels.inference.evidence`).
     :param evidence_margin: nats per point an alternative must win by.
     :param evidence_folded: the evidence check also tries the decoded spectrum folded to
         frequency 0 (:func:`~pfn_kernels.inference.evidence.fold_to_zero_frequency`).
+    :param evidence_periodogram: for d = 1, the evidence check also tries spectra built from
+        the periodogram's highest peaks
+        (:func:`~pfn_kernels.inference.evidence.periodogram_candidates`).
     :param calibration_noise_prior_std: std of a Normal prior on the calibration's log noise
         factor (its departure from the ratio it starts from); ``None``: none (maximum
         likelihood, as before this prior).
@@ -102,7 +118,7 @@ class InferenceConfig:
     calibration_sweeps: int = 2
     calibration_steps: tuple[float, ...] = CALIBRATION_STEPS
     calibration_prior_std: float | None = CALIBRATION_PRIOR_STD
-    max_calibration_points: int = 128
+    max_calibration_points: int = MAX_CALIBRATION_POINTS
     outputscale_mode: str = "profile"
     max_profile_points: int = 2048
     max_context: int | None = None
@@ -111,6 +127,7 @@ class InferenceConfig:
     mean_mode: str = "gls"
     outputscale_prior_count: float = 1.0
     evidence_folded: bool = True
+    evidence_periodogram: bool = True
     calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
 
     def __post_init__(self) -> None:
@@ -228,22 +245,26 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
         )
     limit = config.max_context
     if limit is None and network is not None:
-        limit = network.config.trained_max_context
+        limit = max(DEFAULT_MAX_CONTEXT, network.config.trained_max_context)
+    x_all, y_all = x, yy
     x, yy = subsample_context(x, yy, limit)
     if network is not None:
         est = _run_network(network, x, yy)
-        x, yy = x.to(est.weights), yy.to(est.weights)
     else:
         est = SpectralEstimate.from_params(_call_decoder(decoder, x, yy))
+    x, yy = x.to(est.weights), yy.to(est.weights)
     ranges = OutputRanges.of(decoder)
     if config.evidence_check:
         est, _ = evidence_check(x, yy, est, ranges, config.evidence_margin,
-                                config.max_calibration_points, config.evidence_folded)
+                                config.max_calibration_points, config.evidence_folded,
+                                config.evidence_periodogram)
     if config.calibrate:
         est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points,
                         config.calibration_steps, config.calibration_prior_std,
                         config.calibration_noise_prior_std)
     mean, n0, points = None, config.outputscale_prior_count, config.max_profile_points
+    if x_all.shape[-2] > x.shape[-2]:  # beyond the context: the profile stages read all points
+        x, yy = x_all.to(est.weights), y_all.to(est.weights)
     if config.outputscale_mode == "predicted":
         os = est.log_outputscale.exp()
         if config.mean_mode == "gls":
@@ -318,6 +339,7 @@ class _eval_mode:
 
 
 __all__ = [
+    "DEFAULT_MAX_CONTEXT",
     "Decoder",
     "DecoderFn",
     "InferenceConfig",

@@ -8,7 +8,8 @@ import torch
 from pfn_kernels.exact_gp import PROFILE_JITTER
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params
 from pfn_kernels.inference.evidence import (
-    EVIDENCE_LENGTHSCALES, EVIDENCE_NOISE, evidence_check, fold_to_zero_frequency,
+    EVIDENCE_LENGTHSCALES, EVIDENCE_NOISE, PERIODOGRAM_OVERSAMPLING, PERIODOGRAM_RELATIVE_BANDWIDTHS,
+    PERIODOGRAM_ZERO_WEIGHTS, evidence_check, fold_to_zero_frequency, periodogram_candidates,
 )
 from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
 from pfn_kernels.kernels import spectral_mixture_covariance
@@ -147,3 +148,64 @@ def test_evidence_check_picks_the_folded_spectrum_by_independent_likelihoods():
     assert not torch.allclose(kept.scales, truth.scales)  # the true kernel is out of reach
     if replaced.item():  # then by the best RBF of the grid
         assert kept.weights[0, :, 0].tolist() == [1.0] * d
+
+
+def periodic_series(n=200, freqs=(23.0, 6.0), amps=(1.0, 0.5), noise=0.05, seed=0):
+    """x `(1, n, 1)` on a random design and y `(1, n)`: a sum of sinusoids (cycles per unit)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, n, 1, generator=g, dtype=DTYPE)
+    y = sum(a * torch.sin(2 * math.pi * f * x[..., 0] + 1.0) for f, a in zip(freqs, amps))
+    y = y + noise * torch.randn(1, n, generator=g, dtype=DTYPE)
+    return x, (y - y.mean()) / y.std()
+
+
+def test_periodogram_candidates_sit_on_the_cycles_of_the_data():
+    x, y = periodic_series()
+    w, m, s = periodogram_candidates(x, y, num_components=4)
+    p = len(PERIODOGRAM_ZERO_WEIGHTS) * len(PERIODOGRAM_RELATIVE_BANDWIDTHS)
+    assert w.shape == m.shape == s.shape == (p, 1, 1, 4)
+    torch.testing.assert_close(w.sum(-1), torch.ones(p, 1, 1, dtype=DTYPE))
+    assert (m[..., 0] == 0).all()  # the zero-frequency component
+    span = float(x.max() - x.min())
+    step = 1 / (PERIODOGRAM_OVERSAMPLING * span)  # the grid's spacing, about
+    top2 = m[0, 0, 0, 1:3].tolist()  # the two highest peaks, by power
+    assert abs(top2[0] - 23.0) < step and abs(top2[1] - 6.0) < step
+    assert w[0, 0, 0, 1] > w[0, 0, 0, 2]  # the larger amplitude has the larger weight
+    # the peaks' bandwidths are their frequencies times the documented factors
+    for i, rel in enumerate(PERIODOGRAM_RELATIVE_BANDWIDTHS):
+        torch.testing.assert_close(s[i, 0, 0, 1:], rel * m[i, 0, 0, 1:])
+    # realizations: the averaged periodogram of two copies is the periodogram of one
+    w2, m2, _ = periodogram_candidates(x, torch.stack([y, y], -1), num_components=4)
+    torch.testing.assert_close(m2, m)
+
+
+def test_evidence_check_replaces_a_flat_spectrum_by_the_periodogram_one():
+    """A 1-D series with 23 cycles per unit, decoded as a smooth RBF (the network's reading of
+    data beyond its prior): the periodogram candidate must win, by independently computed
+    profile likelihoods, and put a component on the cycle."""
+    x, y = periodic_series()
+    flat = estimate(1, [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0])
+    out, replaced = evidence_check(x, y, flat, periodogram=True)
+    assert replaced.tolist() == [True]
+    main = int(out.weights[0, 0, 1:].argmax()) + 1
+    assert abs(float(out.means[0, 0, main]) - 23.0) < 0.5
+    k = lambda e: spectral_mixture_covariance(x, x, e.weights, e.means, e.scales)[0]  # noqa: E731
+    chosen = profile_ll(k(out), y[0], float(out.log_noise_ratio.exp()))
+    sq = (x.unsqueeze(-2) - x.unsqueeze(-3)).pow(2).sum(-1)[0]
+    for ell in EVIDENCE_LENGTHSCALES:  # better than every RBF alternative and the flat kernel
+        for r in (1e-3, *EVIDENCE_NOISE):
+            assert chosen > profile_ll(torch.exp(-0.5 * sq / ell**2), y[0], r)
+    assert chosen > profile_ll(k(flat), y[0], 1e-3) + 0.02 * x.shape[1]
+    # without the option the periodogram candidates are not tried
+    kept, _ = evidence_check(x, y, flat, periodogram=False)
+    assert float(kept.means.abs().max()) == 0.0
+
+
+def test_periodogram_candidates_leave_multi_input_data_alone():
+    x, y = rbf_task(d=2)
+    est = estimate(2, [0.6, 0.4], [0.0, 2.0], [1.0, 0.5])
+    a, ra = evidence_check(x, y, est, periodogram=True)
+    b, rb = evidence_check(x, y, est, periodogram=False)
+    for f in ("weights", "means", "scales", "log_noise_ratio"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert torch.equal(ra, rb)

@@ -20,6 +20,7 @@ from pfn_kernels.inference.bounds import OUTPUTSCALE_RANGE
 from pfn_kernels.inference.calibration import calibrate
 from pfn_kernels.inference.evidence import evidence_check
 from pfn_kernels.inference.outputscale import gls_mean_and_outputscale
+from pfn_kernels.inference.pipeline import DEFAULT_MAX_CONTEXT, SUBSAMPLE_SEED
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import weights_path
 from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
@@ -170,11 +171,29 @@ def test_large_n_reads_a_deterministic_subsample_quickly(full):
             b = run(full, X, y)
     finally:
         hook.remove()
-    limit = full.config.trained_max_context
+    limit = max(DEFAULT_MAX_CONTEXT, full.config.trained_max_context)
     assert seen == [torch.Size([1, limit, 6])] * 2  # the network reads `limit` points, not n
     assert_in_bounds(a, full.config)
     for f in FIELDS:
         assert torch.equal(getattr(a, f), getattr(b, f))
+
+
+def test_beyond_the_context_mean_and_outputscale_read_all_points(tiny):
+    """The network reads the subsample; the GLS mean and the outputscale read every point (up
+    to max_profile_points): a shift of the points outside the subsample moves them."""
+    n, limit = 300, 40
+    X, y = data(n=n, d=2, seed=3, dtype=torch.float64)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(SUBSAMPLE_SEED))[:limit]
+    rest = torch.ones(n, dtype=torch.bool)
+    rest[idx] = False
+    shifted = y + 5.0 * rest  # the subsample keeps its values
+    config = InferenceConfig(max_context=limit)
+    with pytest.warns(DecoderWarning, match="subsample"):
+        a, b = run(tiny, X, y, config), run(tiny, X, shifted, config)
+    for f in ("weights", "means", "scales"):  # the network and the stages read the same points
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert b.constant_mean - a.constant_mean > 2.0  # 87% of the points moved by 5
+    assert b.outputscale > 2 * a.outputscale
 
 
 def test_max_context_is_configurable(tiny):
