@@ -120,6 +120,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot(summary: list[dict[str, Any]], path: Path) -> Path:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     fig = Figure(figsize=(11, 3.4), layout="constrained")
     ax_t, ax_m, ax_q = fig.subplots(1, 3)
@@ -136,6 +137,9 @@ def plot(summary: list[dict[str, Any]], path: Path) -> Path:
     for ax, title in ((ax_t, "one pass, 1 thread (s)"), (ax_m, "peak memory rise (MiB)"),
                       (ax_q, "test NLL − oracle's (nats/pt)")):
         ax.set_xscale("log")
+        ticks = sorted({s["n"] for s in summary})
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks], fontsize=7)
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("context points n")
         ax.set_title(title, fontsize=10)
         ax.axvline(512, color="0.6", lw=0.8, ls=":")

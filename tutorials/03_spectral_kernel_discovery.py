@@ -214,9 +214,11 @@ print(f"saved {path}")
 # annual cycle sits near 44 cycles per unit; the rising trend puts most of the power near
 # frequency 0. The targets are standardized.
 #
-# The record has more points than the decoder was trained on (`InferenceConfig.max_context`,
-# by default the training runs' largest context). It then reads a fixed random subsample of that
-# many points and says so in a `DecoderWarning`; the GP itself conditions on every point.
+# The record has more points than the decoder's training tasks (up to 256). Up to 512 points
+# (`InferenceConfig.max_context`) the network reads every one; beyond, a fixed random subsample
+# of 512, with a `DecoderWarning`. The GP itself conditions on every point. For one-dimensional
+# data like this, the evidence check also tries spectra built on the periodogram's highest
+# peaks, which catches cycles faster than the network's training tasks ever had.
 
 # %%
 series = co2.load_pandas().data["co2"].resample("MS").mean().dropna()
