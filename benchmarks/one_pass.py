@@ -40,7 +40,7 @@ from benchmarks._common import (  # noqa: E402
 )
 from benchmarks.decoder_quality import amortized_scores, fit_default_stgp, predictive_scores  # noqa: E402
 from pfn_kernels.inference import InferenceConfig  # noqa: E402
-from pfn_kernels.network import default_decoder  # noqa: E402
+from pfn_kernels.network import default_decoder, load_decoder  # noqa: E402
 from pfn_kernels.prior import PriorConfig, sample_tasks  # noqa: E402
 
 ONE_PASS_SEED = 7373
@@ -70,11 +70,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 PRESETS = {"quick": {"tasks": 32}, "full": {"tasks": 256}}
 
 
-def amortized_nll(batch: Any, config: InferenceConfig) -> torch.Tensor:
-    """Per-task test NLL `(B,)` of the one pass with ``config`` (one batched pass)."""
+def amortized_nll(batch: Any, config: InferenceConfig, decoder: Any = None) -> torch.Tensor:
+    """Per-task test NLL `(B,)` of the one pass with ``config`` (one batched pass) and
+    ``decoder`` (default: the shipped one)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scores, _, _ = amortized_scores(default_decoder(), batch, config)
+        scores, _, _ = amortized_scores(decoder or default_decoder(), batch, config)
     return scores.target_nll
 
 
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help=f"evaluation seed offset (base {ONE_PASS_SEED})")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--weights", default=None, help="decoder .safetensors (default: the packaged weights)")
     add_run_arguments(p, "one_pass", by_preset=True)
     return p
 
@@ -141,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out_path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name}.json"
     plot_path = Path(args.plot) if getattr(args, "plot", None) else out_path.with_suffix(".png")
     set_threads(args.threads)
+    decoder = default_decoder() if args.weights is None else load_decoder(args.weights)
     settings = {k: getattr(args, k) for k in ("tasks", "context", "targets", "seed")}
     cached: dict[str, list[float]] = {}
     if out_path.is_file():
@@ -158,12 +161,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ref = cached.get(str(d)) or default_nll(batch, not args.no_progress)
         rows = {"default_stgp": ref}
         for v in args.variants:
-            rows[v] = amortized_nll(batch, InferenceConfig(**VARIANTS[v])).tolist()
+            rows[v] = amortized_nll(batch, InferenceConfig(**VARIANTS[v]), decoder).tolist()
         per_task[str(d)] = rows
         summary[str(d)] = {m: summarize(r, None if m == "default_stgp" else ref) for m, r in rows.items()}
     result = {"meta": machine_metadata(args.threads), "settings": settings,
               "variants": {v: VARIANTS[v] for v in args.variants},
-              "default_config": InferenceConfig().to_dict(), "summary": summary, "per_task": per_task}
+              "weights": args.weights or "packaged", "default_config": InferenceConfig().to_dict(), "summary": summary, "per_task": per_task}
     write_json(result, out_path)
     if not args.no_plot:
         plot(result, plot_path)
