@@ -203,3 +203,14 @@ def test_large_context_script(weights, tmp_path, capsys):
         assert row["seconds"] > 0 and row["peak_rss_increase_mib"] >= 0
         assert math.isfinite(row["one_pass_gap"]) and math.isfinite(row["subsample_256_gap"])
     assert (tmp_path / "l.png").is_file() and "| 530 | 2 |" in capsys.readouterr().out
+
+
+def test_one_pass_script_with_other_weights(weights, tmp_path, capsys):
+    one_pass = load_script("one_pass")
+    out = one_pass.main(["--weights", str(weights), "--dims", "1", "--tasks", "2", "--context", "12",
+                         "--targets", "5", "--variants", "default", "periodogram", "--threads", "1",
+                         "--out", str(tmp_path / "o.json"), "--no-plot", "--no-progress"])
+    saved = json.loads((tmp_path / "o.json").read_text())
+    assert saved["weights"] == str(weights)
+    assert len(out["per_task"]["1"]["default"]) == 2 and len(out["per_task"]["1"]["default_stgp"]) == 2
+    assert "| 1 | periodogram |" in capsys.readouterr().out
