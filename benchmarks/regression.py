@@ -68,8 +68,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks._common import (
-    add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads, write_json,
+from benchmarks._common import (  # noqa: E402
+    RESULTS, add_run_arguments, apply_preset, json_ready, machine_metadata, mean_se, set_threads,
+    write_json,
 )
 from benchmarks.decoder_quality import (
     fit_default_stgp,
@@ -381,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sm-restarts", type=int, default=None, help="SM(4)-MLL restarts (5; quick 2)")
     parser.add_argument("--sm-maxiter", type=int, default=None,
                         help="L-BFGS iterations per SM(4) restart (200; quick 50)")
-    add_run_arguments(parser, "regression")
+    add_run_arguments(parser, "regression", by_preset=True)
     return parser
 
 
@@ -389,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON (and the plot) and return the results dictionary."""
     args = build_parser().parse_args(argv)
     apply_preset(args, PRESETS)
+    # the figure goes next to the JSON unless --plot says otherwise (never over another run's)
+    args.out = Path(args.out) if args.out else RESULTS / ("regression_quick.json" if args.quick else "regression.json")
+    args.plot = Path(args.plot) if args.plot else args.out.with_suffix(".png")
     set_threads(args.threads)
     progress = not args.no_progress
     start = time.perf_counter()

@@ -171,9 +171,10 @@ def test_regression_script_runs(weights, tmp_path):
     regression = load_script("regression")
     out = regression.main(["--weights", str(weights), "--quick", "--datasets", "prior", "--dims", "1",
                            "--tasks", "2", "--methods", "amortized", "default_stgp", "--threads", "1",
-                           "--out", str(tmp_path / "r.json"), "--no-plot", "--no-progress"])
+                           "--out", str(tmp_path / "r.json"), "--no-progress"])
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved and out
+    assert (tmp_path / "r.png").is_file()  # the figure goes next to --out, not over the repo's
 
 
 def test_kernel_speed_script(tmp_path, capsys):
