@@ -120,6 +120,7 @@ def evidence_check(
     best = flat.argmax(0)
     ll_alt = flat.gather(0, best[None])[0]
     better = ll_alt > ll_dec + margin * n
+    replaced = torch.zeros_like(better)  # where a periodogram spectrum replaced the decoded one
     if periodogram and d == 1:
         pw, pm, ps = periodogram_candidates(xs, ys, est.weights.shape[-1], ranges)  # (P, B, 1, Q)
         k_per = spectral_mixture_covariance(xs, xs, pw, pm, ps)  # (P, B, n, n)
@@ -137,15 +138,9 @@ def evidence_check(
             est = _pick_where(wins, est, per_est)
             ll_dec = torch.where(wins, ll_best_per, ll_dec)
             better = ll_alt > ll_dec + margin * n  # an RBF or the folded spectrum may still win
-            if not bool(better.any()):
-                return est, wins
-            better_or_wins = better | wins
-        else:
-            better_or_wins = better
-    else:
-        better_or_wins = better
+            replaced = wins
     if not bool(better.any()):
-        return est, better_or_wins
+        return est, replaced
 
     cand, r_best = best // len(log_r), log_r.gather(0, (best % len(log_r))[None])[0]
     is_fold = cand == len(ell)
@@ -161,7 +156,7 @@ def evidence_check(
         log_noise_ratio=r_best,
         log_outputscale=est.log_outputscale,
     )
-    return _pick_where(better, est, alt), better_or_wins
+    return _pick_where(better, est, alt), better | replaced
 
 
 def _pick_where(where: Tensor, est: SpectralEstimate, alt: SpectralEstimate) -> SpectralEstimate:

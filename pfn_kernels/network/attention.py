@@ -69,9 +69,7 @@ class DistanceBias(nn.Module):
         dimension and broadcast, never copied d times."""
         per_dim, whole = basis
         coef = self.coef.to(per_dim)
-        num_r, n, m = per_dim.shape[-3:]
-        # (H, R) @ (..., R, n*m): a matmul on the bases' own layout (an einsum would permute
-        # the O(d n^2 R) basis into a copy first)
+        num_r = per_dim.shape[-3]
         out = _mix(coef[:, :num_r], per_dim)
         return out.add_(_mix(coef[:, num_r:], whole).unsqueeze(1))
 
@@ -98,9 +96,9 @@ def _biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
     keys and values and a `(..., n, m)` bias, in place on the bias.
 
     The same as :func:`~torch.nn.functional.scaled_dot_product_attention` with the bias as a
-    float mask (within float rounding), but on CPU that path copies the mask and runs as
-    separate ops; here one ``baddbmm`` writes the scores into the bias buffer, which the caller
-    built for this call only (1.5-3x faster at n >= 256, half the peak memory).
+    float mask (within float rounding). On CPU one ``baddbmm`` writes the scores into the bias
+    buffer, which the caller built for this call only, so no second score-sized tensor is
+    allocated for them.
     """
     if q.is_cuda:  # fused kernels with a float mask
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q))
