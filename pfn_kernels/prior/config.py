@@ -94,6 +94,19 @@ class PriorConfig:
     :param line_bandwidth: bandwidth of (almost) spectral lines: the irrelevant-dimension
         component and the harmonics of the periodic kernel's spectral approximation.
 
+    Polynomial trends (BO-like objectives: a smooth bowl or ridge with smaller wiggles on it):
+
+    :param trend_prob: probability that a task adds a random separable quadratic trend
+        :math:`t(\mathbf x) = \sum_j a_j u_j + b_j u_j^2`, :math:`u_j = x_j - c_j`, with a
+        centre :math:`\mathbf c` uniform in the cube and Gaussian coefficients, i.e. a GP with
+        the (non-stationary) kernel of :meth:`~pfn_kernels.prior.families.GroundTruthKernel.trend_covariance`.
+        The oracle knows it; the stationary spectral ground truth (``params``) does not, so
+        such tasks are not ``representable``. 0 (the default) draws exactly the tasks of
+        earlier versions.
+    :param trend_ratio_range: log-uniform range of the trend's variance relative to the GP's,
+        :math:`\sigma_t^2 / \sigma_f^2` (large values give the large dynamic ranges of
+        polynomial test functions, with the GP part a small residual).
+
     Scale and noise (raw, i.e. before standardization):
 
     :param outputscale_range: log-uniform range of the signal variance :math:`\sigma_f^2`.
@@ -115,6 +128,17 @@ class PriorConfig:
     :param grid_extra_levels: for d > 1, a lattice has between :math:`k_0` and
         :math:`k_0 +` ``grid_extra_levels`` levels per dimension, :math:`k_0 = \lceil N^{1/d}\rceil`
         for N = n + m points (drawn without replacement from the lattice).
+
+    :param optimum_design_prob: probability that a task's design follows a BO run: the first
+        fraction of its points (``optimum_initial_fraction_range``) comes from its design, the
+        function is drawn there, and the rest cluster around the best 1 to 3 of those values
+        (Gaussian, std log-uniform on ``optimum_std_range``, clipped to the cube), except for a
+        fraction (uniform on ``optimum_explore_range``) that stays where the design put them.
+        Context and targets are then split at random, as for every design. 0 (the default)
+        draws exactly the tasks of earlier versions.
+    :param optimum_initial_fraction_range: uniform range of that initial fraction.
+    :param optimum_std_range: log-uniform range of the clusters' standard deviation.
+    :param optimum_explore_range: uniform range of the fraction of later points left in place.
 
     Input warping:
 
@@ -154,6 +178,9 @@ class PriorConfig:
     max_resolved_frequency: float = 48.0
     irrelevant_prob: float = 0.2
     line_bandwidth: float = 1e-3
+    # polynomial trends
+    trend_prob: float = 0.0
+    trend_ratio_range: tuple[float, float] = (0.1, 100.0)
     # scale and noise
     outputscale_range: tuple[float, float] = (0.1, 10.0)
     mean_offset_std: float = 1.0
@@ -165,6 +192,10 @@ class PriorConfig:
     cluster_std_range: tuple[float, float] = (0.03, 0.2)
     grid_span_range: tuple[float, float] = (0.3, 1.0)
     grid_extra_levels: int = 3
+    optimum_design_prob: float = 0.0
+    optimum_initial_fraction_range: tuple[float, float] = (0.2, 0.5)
+    optimum_std_range: tuple[float, float] = (0.01, 0.2)
+    optimum_explore_range: tuple[float, float] = (0.0, 0.3)
     # input warping
     warp_prob: float = 0.1
     warp_range: tuple[float, float] = (0.5, 2.0)
@@ -191,7 +222,8 @@ class PriorConfig:
         _finite(self, "dim_scaling")
         _finite(self, "max_frequency", low=0.0)
         _finite(self, "mean_offset_std", low=0.0)
-        for name in ("zero_frequency_prob", "irrelevant_prob", "warp_prob", "many_cycles_prob"):
+        for name in ("zero_frequency_prob", "irrelevant_prob", "warp_prob", "many_cycles_prob",
+                     "trend_prob", "optimum_design_prob"):
             _probability(self, name)
         _finite(self, "resolved_cycles_fraction", low=0.0, strict=True)
         if self.many_cycles_prob > 0 and not self.max_frequency > 0:
@@ -208,12 +240,16 @@ class PriorConfig:
             "periodic_lengthscale_range",
             "outputscale_range",
             "noise_ratio_range",
+            "trend_ratio_range",
             "cluster_std_range",
+            "optimum_std_range",
             "warp_range",
         ):
             _positive_range(self, name)
         _range(self, "cluster_uniform_fraction_range", 0.0, 1.0)
         _range(self, "grid_span_range", 0.0, 1.0, strict_low=True)
+        _range(self, "optimum_initial_fraction_range", 0.0, 1.0, strict_low=True)
+        _range(self, "optimum_explore_range", 0.0, 1.0)
         lo, hi = _pair(self, "num_clusters_range")
         if int(lo) != lo or int(hi) != hi or not 1 <= lo <= hi:
             raise ValueError(

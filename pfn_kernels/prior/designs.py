@@ -11,6 +11,10 @@ splits them at random, so targets come from the same distribution as the context
 - ``grid``: for d = 1 a regular grid over a random sub-interval (a time series); for d > 1
   distinct random points of a regular lattice over a random sub-box.
 
+A design that follows a BO run (most points around the best values of the first ones) depends on
+the function, so it is drawn with it, in :func:`~pfn_kernels.prior.sample_tasks`
+(``PriorConfig.optimum_design_prob``).
+
 An optional Kumaraswamy warping :math:`F(x) = 1 - (1 - x^a)^b` per dimension makes a task
 non-stationary in :math:`x` (it is stationary in :math:`F(x)`).
 """

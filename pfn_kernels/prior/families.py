@@ -184,6 +184,15 @@ class GroundTruthKernel:
     :param warped: `(B,)` bool, whether the task's inputs are warped.
     :param warp_a: `(B, d)` Kumaraswamy parameters :math:`a` (1 when not warped).
     :param warp_b: `(B, d)` Kumaraswamy parameters :math:`b` (1 when not warped).
+    :param trend_ratio: `(B,)` variance of the polynomial trend relative to the stationary
+        part, :math:`\sigma_t^2/\sigma_f^2` (0: no trend; ``PriorConfig.trend_prob``).
+    :param trend_center: `(B, d)` the trend's centre :math:`\mathbf c` (unwarped inputs).
+    :param trend_quadratic: `(B,)` the quadratic share :math:`w \in [0, 1]` of the trend's
+        variance (the rest is linear).
+
+    With a trend, :meth:`covariance` is :math:`k(\mathbf x, \mathbf x') + \rho\,
+    k_t(\mathbf x, \mathbf x')`, :math:`\rho` = ``trend_ratio``, :math:`k_t` of
+    :meth:`trend_covariance`.
 
     Example:
         >>> import torch
@@ -204,6 +213,9 @@ class GroundTruthKernel:
     warped: Tensor
     warp_a: Tensor
     warp_b: Tensor
+    trend_ratio: Tensor
+    trend_center: Tensor
+    trend_quadratic: Tensor
 
     @property
     def batch_size(self) -> int:
@@ -217,7 +229,53 @@ class GroundTruthKernel:
     def representable(self) -> Tensor:
         """`(B,)` bool: whether the spectral mixture is the exact kernel."""
         exact = torch.isin(self.family, torch.tensor(EXACT_FAMILIES, device=self.family.device))
-        return exact & ~self.warped
+        return exact & ~self.warped & ~self.has_trend
+
+    @property
+    def has_trend(self) -> Tensor:
+        """`(B,)` bool: whether a task adds a polynomial trend (``trend_ratio > 0``)."""
+        return self.trend_ratio > 0
+
+    def trend_features(self, x: Tensor) -> Tensor:
+        r"""Features :math:`\phi(\mathbf x)` with :math:`\rho\, k_t = \phi(\mathbf x)^\top
+        \phi(\mathbf x')`: per dimension :math:`u_j` and :math:`u_j^2`, :math:`u_j = x_j - c_j`.
+
+        .. math::
+            k_t(\mathbf x, \mathbf x') = \frac1d \sum_{j=1}^d \Big[(1 - w)\,
+            \frac{u_j u'_j}{E[u^2]} + w\, \frac{u_j^2 u_j'^2}{E[u^4]}\Big],
+            \qquad E[u^2] = \tfrac16,\ E[u^4] = \tfrac1{15}
+
+        (the moments of :math:`u = x - c` for independent uniform :math:`x, c`), so that
+        :math:`k_t(\mathbf x, \mathbf x)` averages 1 over the cube and centres: a trend of
+        variance ``trend_ratio`` times the stationary part's.
+
+        :param x: `(B, n, d)` (unwarped) inputs.
+        :return: `(B, n, 2d)`, zero for tasks without a trend.
+        """
+        d = x.shape[-1]
+        u = x - self.trend_center.to(x)[:, None, :]
+        w = self.trend_quadratic.to(x)[:, None, None]
+        rho = self.trend_ratio.to(x)[:, None, None]
+        lin = (rho * (1 - w) * 6.0 / d).sqrt() * u
+        quad = (rho * w * 15.0 / d).sqrt() * u.square()
+        return torch.cat([lin, quad], dim=-1)
+
+    def trend_covariance(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
+        r""":math:`\rho\, k_t(\mathbf x_1, \mathbf x_2)` of :meth:`trend_features` (zero for tasks
+        without a trend).
+
+        :param x1: `(B, n1, d)` or `(n1, d)` unwarped inputs.
+        :param x2: `(B, n2, d)` or `(n2, d)`; ``None`` for ``x1``.
+        :param diag: only :math:`k_t(x1_i, x2_i)` (``n1 == n2``).
+        :return: `(B, n1, n2)`, or `(B, n1)` with ``diag``.
+        """
+        B = self.batch_size
+        expand = lambda x: x.expand(B, *x.shape[-2:]) if x.dim() == 2 else x  # noqa: E731
+        f1 = self.trend_features(expand(x1))
+        f2 = f1 if x2 is None or x2 is x1 else self.trend_features(expand(x2).to(f1))
+        if diag:
+            return (f1 * f2).sum(-1)
+        return f1 @ f2.transpose(-1, -2)
 
     def warp(self, x: Tensor) -> Tensor:
         """Apply each task's warping to `(B, n, d)` inputs (identity for unwarped tasks)."""
@@ -243,9 +301,13 @@ class GroundTruthKernel:
             raise ValueError(
                 f"The tasks have d={d} input dimensions; got inputs with {x1.shape[-1]}."
             )
+        raw1, raw2 = x1, (x1 if symmetric else x2.to(x1))
         x1 = self.warp(x1)
         x2 = x1 if symmetric else self.warp(x2.to(x1))
-        return self._covariance(x1, x2, diag=diag, symmetric=symmetric, mirror=True)
+        out = self._covariance(x1, x2, diag=diag, symmetric=symmetric, mirror=True)
+        if bool(self.has_trend.any()):
+            out.add_(self.trend_covariance(raw1, raw1 if symmetric else raw2, diag=diag))
+        return out
 
     def lower_covariance(self, x: Tensor) -> Tensor:
         """:math:`K(x, x)` with only the lower triangle (and diagonal) filled, the rest zero.
@@ -259,8 +321,11 @@ class GroundTruthKernel:
             raise ValueError(
                 f"The tasks have d={self.num_dims} input dimensions; got {x.shape[-1]}."
             )
-        x = self.warp(x)
-        return self._covariance(x, x, diag=False, symmetric=True, mirror=False)
+        xw = self.warp(x)
+        out = self._covariance(xw, xw, diag=False, symmetric=True, mirror=False)
+        if bool(self.has_trend.any()):
+            out.add_(self.trend_covariance(x).tril_())
+        return out
 
     def _covariance(
         self, x1: Tensor, x2: Tensor, diag: bool, symmetric: bool, mirror: bool
@@ -426,6 +491,7 @@ def sample_kernels(
     scales = torch.where(irrelevant, line, scales)
 
     warped, warp_a, warp_b = sample_warping(cfg, B, d, g)
+    trend_ratio, trend_center, trend_quadratic = sample_trends(cfg, B, d, g)
     return GroundTruthKernel(
         family=family,
         relevant=relevant,
@@ -437,7 +503,26 @@ def sample_kernels(
         warped=warped,
         warp_a=warp_a,
         warp_b=warp_b,
+        trend_ratio=trend_ratio,
+        trend_center=trend_center,
+        trend_quadratic=trend_quadratic,
     )
+
+
+def sample_trends(
+    cfg: PriorConfig, batch_size: int, num_dims: int, generator: Generator | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The polynomial trends of ``batch_size`` tasks (``cfg.trend_prob``): ratio `(B,)`, centre
+    `(B, d)` and quadratic share `(B,)`. No random draws when ``trend_prob`` is 0 (the stream of
+    earlier versions)."""
+    B, d, g = batch_size, num_dims, generator
+    if cfg.trend_prob <= 0:
+        return torch.zeros(B, dtype=DTYPE), torch.full((B, d), 0.5, dtype=DTYPE), torch.zeros(B, dtype=DTYPE)
+    has = torch.rand(B, generator=g, dtype=DTYPE) < cfg.trend_prob
+    ratio = log_uniform(*cfg.trend_ratio_range, (B,), g) * has
+    center = torch.rand(B, d, generator=g, dtype=DTYPE)
+    quadratic = torch.rand(B, generator=g, dtype=DTYPE)
+    return ratio, center, quadratic
 
 
 def _many_cycles(
@@ -470,4 +555,5 @@ __all__ = [
     "periodic_spectral_mixture",
     "rbf_factor",
     "sample_kernels",
+    "sample_trends",
 ]

@@ -10,6 +10,9 @@ One task is a Gaussian-process draw on random inputs:
 
 with :math:`k` a unit-variance product kernel from :mod:`pfn_kernels.prior.families`, a constant
 mean :math:`c`, signal variance :math:`\sigma_f^2` and noise variance :math:`\sigma_n^2`.
+With ``PriorConfig.trend_prob`` a task's :math:`k` also carries a polynomial-trend term
+(:meth:`~pfn_kernels.prior.families.GroundTruthKernel.trend_covariance`): :math:`f` is then a
+stationary draw plus a random quadratic.
 Targets are then standardized with the statistics of the context points, as BoTorch's
 :class:`~botorch.models.transforms.outcome.Standardize` does, and the ground-truth
 :class:`~pfn_kernels.SpectralParams` are expressed in those standardized units.
@@ -17,6 +20,7 @@ Targets are then standardized with the statistics of the context points, as BoTo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -24,7 +28,7 @@ import torch
 from torch import Generator, Tensor
 
 from pfn_kernels.exact_gp import GPScores, exact_gp_scores, robust_cholesky
-from pfn_kernels.prior._random import DTYPE, log_uniform, log_uniform_int, uniform_int
+from pfn_kernels.prior._random import DTYPE, log_uniform, log_uniform_int, uniform, uniform_int
 from pfn_kernels.prior.config import PriorConfig
 from pfn_kernels.prior.designs import sample_inputs
 from pfn_kernels.prior.families import GroundTruthKernel, _move, sample_kernels
@@ -72,7 +76,9 @@ class TaskBatch:
         (tell those apart with ``relevant``).
     :param relevant: `(B, d)` bool, the dimensions the function depends on.
     :param representable: `(B,)` bool, whether ``params`` is the exact kernel (a
-        ``spectral_mixture`` or ``rbf`` task without input warping).
+        ``spectral_mixture`` or ``rbf`` task without input warping or trend).
+    :param at_optima: `(B,)` bool, whether the task's design followed a BO run: most points
+        cluster around the best of the first ones (``PriorConfig.optimum_design_prob``).
 
     Example:
         >>> import torch
@@ -106,6 +112,7 @@ class TaskBatch:
     num_peaks: Tensor
     relevant: Tensor
     representable: Tensor
+    at_optima: Tensor
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -156,6 +163,11 @@ class TaskBatch:
     def noise(self) -> Tensor:
         """`(B,)` observation noise variance in standardized units (``params.noise``)."""
         return self.params.noise
+
+    @property
+    def has_trend(self) -> Tensor:
+        """`(B,)` bool, whether a task adds a polynomial trend (not in ``params``)."""
+        return self.kernel.has_trend
 
     @property
     def warped(self) -> Tensor:
@@ -288,14 +300,31 @@ def sample_tasks(
     noise = log_uniform(*cfg.noise_ratio_range, (B,), g) * outputscale
     offset = cfg.mean_offset_std * torch.randn(B, generator=g, dtype=DTYPE)
 
+    at_optima = torch.zeros(B, dtype=torch.bool)
+    if cfg.optimum_design_prob > 0 and N > 1:  # no draws otherwise: the stream of old versions
+        x, at_optima, first = _cluster_at_optima(cfg, kernel, x, noise / outputscale, M, g)
+
     chol, jitter = robust_cholesky(kernel.lower_covariance(x), overwrite=True, return_jitter=True)
     # The jitter is white noise in the draw (f ~ N(0, s^2 (K + eps I))): count it as noise, so
     # that the ground truth (and the oracle GP built from it) describes the data exactly.
     noise = noise + jitter * outputscale
     z = torch.randn(B, N, M, generator=g, dtype=DTYPE)
+    eps_shape = (B, N, M)
+    if bool(at_optima.any()):
+        # the first points keep the draws the later ones were placed by (the leading block of a
+        # Cholesky factor is the factor of the leading block, so their values are the same)
+        z0, eps0 = first
+        z[at_optima, : z0.shape[1]] = z0[at_optima]
     f_raw = outputscale.sqrt()[:, None, None] * (chol @ z)  # (B, N, M)
-    eps = torch.randn(B, N, M, generator=g, dtype=DTYPE)
+    eps = torch.randn(*eps_shape, generator=g, dtype=DTYPE)
+    if bool(at_optima.any()):
+        eps[at_optima, : eps0.shape[1]] = eps0[at_optima]
     y_raw = offset[:, None, None] + f_raw + noise.sqrt()[:, None, None] * eps
+    if bool(at_optima.any()):  # context and targets split at random, as for every design
+        order = torch.rand(B, N, generator=g, dtype=DTYPE).argsort(-1)
+        order = torch.where(at_optima[:, None], order, torch.arange(N))
+        x = x.gather(1, order[..., None].expand(B, N, d))
+        f_raw, y_raw = (t.gather(1, order[..., None].expand(B, N, M)) for t in (f_raw, y_raw))
 
     y_mean, y_std = context_statistics(y_raw[:, :n])
     y = (y_raw - y_mean[:, None, None]) / y_std[:, None, None]
@@ -334,8 +363,49 @@ def sample_tasks(
         num_peaks=(kernel.weights > 0).sum(-1),
         relevant=kernel.relevant,
         representable=kernel.representable,
+        at_optima=at_optima,
     )
     return batch.to(dtype)
+
+
+def _cluster_at_optima(
+    cfg: PriorConfig, kernel: GroundTruthKernel, x: Tensor, noise_ratio: Tensor, M: int,
+    g: Generator | None,
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+    r"""Designs that follow a BO run (``cfg.optimum_design_prob``).
+
+    For the chosen tasks, the first :math:`n_0` of the N points stay; the function is drawn
+    there (standard normals ``z0``, ``eps0``, returned so that the final draw reuses them) and
+    the other points move to Gaussian clusters around the best 1 to 3 noisy values of the first
+    realization, except for an exploring fraction left where the design put them.
+
+    :param noise_ratio: `(B,)` :math:`\sigma_n^2/\sigma_f^2` (the draw's scale does not move
+        the best points).
+    :return: the new `(B, N, d)` inputs, the `(B,)` mask of the chosen tasks and ``(z0, eps0)``,
+        each `(B, n0, M)`.
+    """
+    B, N, d = x.shape
+    chosen = torch.rand(B, generator=g, dtype=DTYPE) < cfg.optimum_design_prob
+    frac = float(uniform(*cfg.optimum_initial_fraction_range, (1,), g))
+    n0 = min(N - 1, max(1, math.ceil(frac * N)))
+    z0 = torch.randn(B, n0, M, generator=g, dtype=DTYPE)
+    eps0 = torch.randn(B, n0, M, generator=g, dtype=DTYPE)
+    x0 = x[:, :n0]
+    chol0 = robust_cholesky(kernel.lower_covariance(x0), overwrite=True)
+    y0 = (chol0 @ z0[..., :1])[..., 0] + noise_ratio.sqrt()[:, None] * eps0[..., 0]  # (B, n0)
+
+    k = min(3, n0)
+    best = y0.topk(k, dim=1).indices  # (B, k)
+    num_centres = torch.randint(1, k + 1, (B, 1), generator=g)
+    pick = (torch.rand(B, N - n0, generator=g, dtype=DTYPE) * num_centres).long()  # (B, N - n0)
+    centres = x0.gather(1, best.gather(1, pick)[..., None].expand(B, N - n0, d))
+    std = log_uniform(*cfg.optimum_std_range, (B, 1, 1), g)
+    moved = (centres + std * torch.randn(B, N - n0, d, generator=g, dtype=DTYPE)).clamp_(0.0, 1.0)
+    explore = uniform(*cfg.optimum_explore_range, (B, 1), g)
+    stay = torch.rand(B, N - n0, generator=g, dtype=DTYPE) < explore
+    later = torch.where(stay[..., None], x[:, n0:], moved)
+    x = torch.where(chosen[:, None, None], torch.cat([x0, later], dim=1), x)
+    return x, chosen, (z0, eps0)
 
 
 def context_statistics(y_context: Tensor) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,8 @@ Two parts:
   mixture, and down-weighted on those where it is a closed-form approximation): BCE of bin activity against the bins that hold a true peak, and squared errors of the
   offset and log-bandwidth of active bins (and of bin weights with several realizations); plus
   Huber errors of the global log noise-ratio and log outputscale heads on every task.
+  Tasks with a polynomial trend (``PriorConfig.trend_prob``) get neither: their stationary
+  spectrum and scale describe only part of the function, so they train end to end only.
 """
 
 from __future__ import annotations
@@ -70,18 +72,27 @@ class DecoderObjective(nn.Module):
         e2e = e2e.clamp(max=w.max_task_nll)  # no gradient from tasks past the cap
         loss = e2e.mean()
 
-        # global heads, on every task (standardized units)
+        # global heads, on every task without a trend (standardized units)
         true = batch.params
         log_r_true = (true.noise / true.outputscale).clamp_min(dec.config.min_noise_ratio).log().to(out.log_noise_ratio)
         log_os_true = true.outputscale.log().to(out.log_outputscale)
         # Huber: the outputscale of very smooth standardized tasks is barely identifiable
-        glob = F.smooth_l1_loss(out.log_noise_ratio, log_r_true) + F.smooth_l1_loss(out.log_outputscale, log_os_true)
-        loss = loss + w.global_heads * glob
+        # (not on trend tasks: their stationary part's scale and noise ratio are not what a
+        # stationary kernel of the whole function needs)
+        stat = ~batch.has_trend
+        glob = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        if bool(stat.any()):
+            glob = F.smooth_l1_loss(out.log_noise_ratio[stat], log_r_true[stat]) + F.smooth_l1_loss(
+                out.log_outputscale[stat], log_os_true[stat]
+            )
+            loss = loss + w.global_heads * glob
 
         # filter-bank supervision: exact on spectral-mixture tasks, down-weighted on tasks whose
         # ground truth is an approximation (``approx_supervision``)
         sup = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        # and none on trend tasks, whose stationary spectrum is only part of the function
         task_w = torch.where(batch.representable, 1.0, w.approx_supervision).to(loss)  # (B,)
+        task_w = task_w.masked_fill(batch.has_trend.to(task_w.device), 0.0)
         mask = task_w > 0
         if mask.any():
             tw = task_w[mask]

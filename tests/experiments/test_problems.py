@@ -23,6 +23,7 @@ def test_test_functions_reach_their_known_optimum(name):
         "powell4": [[0.0] * 4],
         "styblinskitang3": [[-2.903534] * 3],
         "cosine8": [[0.0] * 8],
+        "levy12": [[1.0] * 12],
     }
     x = torch.tensor(optimizers[name], dtype=torch.float64)
     U = (x - problem.bounds[0]) / (problem.bounds[1] - problem.bounds[0])
