@@ -316,7 +316,8 @@ def plot_grid(runs: list[dict[str, Any]], n_init: int, path: Path) -> Path:
     problems = sorted({r["problem"] for r in runs}, key=_problem_order)
     cols = min(len(problems), 4)
     rows = math.ceil(len(problems) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows + 0.8), layout="constrained")
+    # at least 6.5 inches wide, so that one or two panels keep the whole title and legend
+    fig = Figure(figsize=(max(4.2 * cols, 6.5), 3.4 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows * cols):
         ax = axes[i // cols][i % cols]
@@ -332,8 +333,9 @@ def plot_grid(runs: list[dict[str, Any]], n_init: int, path: Path) -> Path:
         plot_log_regret(ax, by_method, n_init, title=f"{problems[i]} ({seeds})", labels=labels)
         ax.set_xlabel("evaluations")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2)
-    fig.suptitle("log10 simple regret, mean ± s.e. over seeds (dotted: end of Sobol design)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=2 if cols > 1 else 1)
+    sep = " " if cols > 2 else "\n"
+    fig.suptitle(f"log10 simple regret, mean ± s.e. over seeds{sep}(dotted: end of Sobol design)")
     fig.savefig(path, dpi=110)
     return path
 
