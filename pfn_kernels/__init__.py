@@ -9,28 +9,52 @@ The data flow, top to bottom:
 - :class:`AmortizedSingleTaskGP` and :func:`fit_amortized` (:mod:`pfn_kernels.fit`) make one decoder
   pass the GP's fit; :mod:`pfn_kernels.sampling` gives BoTorch's pathwise (Thompson) sampling
   exact random Fourier features of the kernel.
+
+The public names (``__all__``) load on first use: ``import pfn_kernels`` alone imports neither
+torch nor BoTorch, so the command line answers at once; the first of them imports the whole core.
 """
 
-from pfn_kernels.kernels import AmortizedSpectralKernel
-from pfn_kernels.spectral_params import SpectralParams
+from __future__ import annotations
 
-# BoTorch integration (importing pfn_kernels.sampling registers the pathwise feature generator).
-from pfn_kernels import sampling  # noqa: F401
-from pfn_kernels.fit import RefinePriors, fit_amortized, refine_amortized
-from pfn_kernels.inference import InferenceConfig, decode_spectral_params
-from pfn_kernels.models import AmortizedSingleTaskGP
-from pfn_kernels.network import DecoderConfig, SpectralDecoder
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AmortizedSingleTaskGP",
-    "AmortizedSpectralKernel",
-    "DecoderConfig",
-    "InferenceConfig",
-    "RefinePriors",
-    "SpectralDecoder",
-    "SpectralParams",
-    "decode_spectral_params",
-    "fit_amortized",
-    "refine_amortized",
-]
-__version__ = "0.1.0"
+from pfn_kernels._version import __version__
+
+#: Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "AmortizedSingleTaskGP": "pfn_kernels.models",
+    "AmortizedSpectralKernel": "pfn_kernels.kernels",
+    "DecoderConfig": "pfn_kernels.network",
+    "InferenceConfig": "pfn_kernels.inference",
+    "RefinePriors": "pfn_kernels.fit",
+    "SpectralDecoder": "pfn_kernels.network",
+    "SpectralParams": "pfn_kernels.spectral_params",
+    "decode_spectral_params": "pfn_kernels.inference",
+    "fit_amortized": "pfn_kernels.fit",
+    "refine_amortized": "pfn_kernels.fit",
+}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from pfn_kernels.fit import RefinePriors, fit_amortized, refine_amortized
+    from pfn_kernels.inference import InferenceConfig, decode_spectral_params
+    from pfn_kernels.kernels import AmortizedSpectralKernel
+    from pfn_kernels.models import AmortizedSingleTaskGP
+    from pfn_kernels.network import DecoderConfig, SpectralDecoder
+    from pfn_kernels.spectral_params import SpectralParams
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pfn_kernels' has no attribute {name!r}")
+    for other, path in _EXPORTS.items():  # the whole core at once, as an eager import would
+        globals()[other] = getattr(importlib.import_module(path), other)
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [*sorted(_EXPORTS), "__version__"]

@@ -3,15 +3,42 @@
 Each command is a small ``add_<name>_command`` function that registers a subparser and sets
 ``func``, the callable that runs it; add a command by writing one more such function and listing
 it in :data:`COMMANDS`.
+
+Parsing imports neither torch nor BoTorch (``pfn-kernels --help`` answers at once): a command
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 
-from pfn_kernels import __version__
+from pfn_kernels._version import __version__
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(?:([^`<]*?)\s*<[^`>]*>|(~?)([^`]*))`")
+
+
+def plain_text(text: str) -> str:
+    """reST markup of a docstring as plain terminal text, for ``--help``.
+
+    ``code`` loses its backquotes, :role:`~a.b.Name` becomes ``Name`` (``a.b.c`` without the
+    tilde), :role:`text <target>` becomes ``text``, and a paragraph's closing ``::`` becomes ``:``.
+
+    Example:
+        >>> plain_text("Run ``demo``; see :class:`~pfn_kernels.AmortizedSingleTaskGP`::")
+        'Run demo; see AmortizedSingleTaskGP:'
+    """
+    def role(match: re.Match[str]) -> str:
+        label, tilde, target = match.groups()
+        if label is not None:
+            return label
+        return target.rsplit(".", 1)[-1] if tilde else target
+
+    text = _ROLE.sub(role, text)
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

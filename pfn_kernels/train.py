@@ -14,14 +14,19 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pfn_kernels.training.trainer import Trainer, TrainConfig
+from pfn_kernels.cli import plain_text
+
+if TYPE_CHECKING:
+    from pfn_kernels.training.trainer import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pfn-kernels train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="pfn-kernels train", description=plain_text(__doc__),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields (default: built-in defaults)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, weights, logs)")
     p.add_argument("--seed", type=int, help="override the config's seed")
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = _config(parser, args)
+    from pfn_kernels.training.trainer import Trainer  # after parsing: --help needs no torch
+
     try:
         trainer = Trainer(cfg, args.out, progress=not args.no_progress)
     except (TypeError, ValueError) as err:  # e.g. a decoder or prior field that does not exist
@@ -71,6 +78,8 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TrainC
     for key, value in (("seed", args.seed), ("steps", args.steps), ("num_threads", args.threads), ("device", args.device)):
         if value is not None:
             data[key] = value
+    from pfn_kernels.training.trainer import TrainConfig
+
     try:
         return TrainConfig.from_dict(data)
     except (TypeError, ValueError) as err:

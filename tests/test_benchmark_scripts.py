@@ -215,3 +215,12 @@ def test_one_pass_script_with_other_weights(weights, tmp_path, capsys):
     assert saved["weights"] == str(weights)
     assert len(out["per_task"]["1"]["default"]) == 2 and len(out["per_task"]["1"]["default_stgp"]) == 2
     assert "| 1 | periodogram |" in capsys.readouterr().out
+
+
+def test_cli_speed_script(tmp_path, capsys):
+    cli_speed = load_script("cli_speed")
+    assert cli_speed.main(["--repeats", "1", "--out", str(tmp_path / "c.json"), "--no-progress"]) == 0
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert set(saved["commands"]) == set(cli_speed.commands())
+    assert all(r["min_s"] > 0 for r in saved["commands"].values())
+    assert "| `pfn-kernels --help` |" in capsys.readouterr().out

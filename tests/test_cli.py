@@ -96,3 +96,21 @@ def test_demo_command_without_matplotlib_says_how_to_install_it(tmp_path, monkey
     err = capsys.readouterr().err
     assert "matplotlib" in err
     assert 'pip install -e ".[demo]"' in err and 'pip install "pfn_kernels[demo]"' in err
+
+
+def test_help_texts_are_plain_text(capsys):
+    """No reST markup (double backquotes, roles, a closing ``::``) in the help screens."""
+    for argv in (["--help"], ["demo", "--help"], ["train", "--help"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        out = capsys.readouterr().out
+        assert "usage: pfn-kernels" in out
+        assert "``" not in out and ":class:`" not in out and "::\n" not in out, out
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "resumes from <out>/checkpoint.pt" in capsys.readouterr().out
+
+
+def test_plain_text_of_roles_and_literals():
+    text = "See :class:`~a.b.Kernel`, :func:`a.fit`, :mod:`the prior <a.prior>` and ``x``::"
+    assert cli.plain_text(text) == "See Kernel, a.fit, the prior and x:"

@@ -98,7 +98,7 @@ def test_plain_single_task_gp_gets_decoder_output(decoder):
 
 
 def test_lazily_sized_kernel_and_batched_inputs(decoder):
-    X, Y = toy_data(n=16, d=3)
+    X, Y = toy_data(n=16, d=3, scale=1.0)  # in the unit cube: no transform needed
     Xb = torch.stack([X, X.flip(0), 0.5 * X])  # (3, n, d): a batch of three GPs
     Yb = torch.stack([Y, Y.flip(0), -Y])
     model = SingleTaskGP(Xb, Yb, covar_module=AmortizedSpectralKernel(batch_shape=torch.Size([3])))

@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def imported_after(code: str) -> set[str]:
-    """The top-level modules among ``ax`` and ``matplotlib`` loaded after running ``code``."""
+def imported_after(code: str, watch: tuple[str, ...] = ("ax", "matplotlib")) -> set[str]:
+    """The top-level modules among ``watch`` loaded after running ``code``."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -26,7 +26,7 @@ def imported_after(code: str) -> set[str]:
     probe = (
         f"{code}\n"
         "import sys\n"
-        "print('loaded:', *sorted(m for m in ('ax', 'matplotlib') if m in sys.modules))\n"
+        f"print('loaded:', *sorted(m for m in {watch!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300, check=False)
@@ -57,6 +57,42 @@ CLI_HELP = "from pfn_kernels import cli\ntry:\n    cli.main({argv!r})\nexcept Sy
 ], ids=["experiments", "demo-module", "cli-help", "cli-demo-help"])
 def test_harness_and_cli_help_do_not_import_matplotlib(code):
     assert "matplotlib" not in imported_after(code)
+
+
+HEAVY = ("torch", "gpytorch", "botorch", "ax", "matplotlib")
+
+
+@pytest.mark.parametrize("code", [
+    "import pfn_kernels",
+    CLI_HELP.format(argv=["--help"]),
+    CLI_HELP.format(argv=["--version"]),
+    CLI_HELP.format(argv=["demo", "--help"]),
+    CLI_HELP.format(argv=["train", "--help"]),
+], ids=["package", "cli-help", "cli-version", "cli-demo-help", "cli-train-help"])
+def test_the_package_and_cli_help_import_nothing_heavy(code):
+    """``pfn-kernels --help`` answers at once: the package's names load on first use."""
+    assert imported_after(code, HEAVY) == set()
+
+
+def test_the_first_name_used_loads_the_core_and_registers_pathwise_sampling():
+    code = (
+        "import pfn_kernels\n"
+        "from pfn_kernels import SpectralParams\n"
+        "from botorch.sampling.pathwise.features.generators import GenKernelFeatures\n"
+        "assert (pfn_kernels.AmortizedSpectralKernel,) in GenKernelFeatures.funcs\n"
+        "assert 'fit_amortized' in dir(pfn_kernels) and 'AmortizedSingleTaskGP' in pfn_kernels.__dict__\n"
+    )
+    assert imported_after(code, ("botorch", "gpytorch")) == {"botorch", "gpytorch"}
+
+
+def test_unknown_names_are_attribute_errors():
+    import pfn_kernels
+    import pfn_kernels.experiments
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pfn_kernels.nope  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pfn_kernels.experiments.nope  # noqa: B018
 
 
 def test_ax_comes_in_through_pfn_kernels_ax():

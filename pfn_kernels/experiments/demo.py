@@ -30,9 +30,10 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 #: Problems the demo offers (names of :func:`pfn_kernels.experiments.make_problem`).
 DEMO_PROBLEMS = ("hartmann6", "branin", "ackley4", "levy4", "rosenbrock4")
@@ -146,6 +147,8 @@ def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: 
 def density_grid(params: Any, num: int = 1500) -> torch.Tensor:
     """Frequencies (cycles per unit) at which to draw the densities: a uniform grid up to the
     largest peak plus four bandwidths, refined around every peak so narrow lines are not missed."""
+    import torch  # here, not at the top: parsing the demo's command line needs no torch
+
     weights, means, scales = params.weights, params.means, params.scales  # (d, Q)
     active = weights > 1e-3
     top = float(torch.where(active, means + 4 * scales, torch.zeros_like(means)).max())
@@ -160,6 +163,7 @@ def density_grid(params: Any, num: int = 1500) -> torch.Tensor:
 
 def plot_spectral_densities(model: Any, path: Path, title: str) -> Path:
     """The decoded per-dimension spectral densities of an amortized model, one panel each."""
+    import torch
     from matplotlib.figure import Figure
 
     kernel = model.covar_module

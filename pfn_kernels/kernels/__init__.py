@@ -14,4 +14,7 @@ from pfn_kernels.kernels.amortized_spectral_kernel import AmortizedSpectralKerne
 from pfn_kernels.kernels.bochner import spectral_density
 from pfn_kernels.kernels.covariance import spectral_mixture_covariance
 
+# BoTorch's pathwise (Thompson) sampling knows this kernel wherever the kernel is imported.
+from pfn_kernels.sampling import pathwise as _pathwise  # noqa: E402,F401
+
 __all__ = ["AmortizedSpectralKernel", "spectral_density", "spectral_mixture_covariance"]
