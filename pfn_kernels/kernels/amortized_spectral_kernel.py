@@ -40,6 +40,21 @@ class AmortizedSpectralKernel(Kernel):
             w_{jq} \exp\!\left(-2\pi^2 \tau_j^2 s_{jq}^2\right) \cos\!\left(2\pi \mu_{jq} \tau_j\right),
         \qquad \boldsymbol\tau = \mathbf{x} - \mathbf{x}'.
 
+    **Where to start.** The kernel's hyperparameters come from a pretrained decoder that reads
+    the training data; you rarely fill them in by hand:
+
+    - :class:`~pfn_kernels.AmortizedSingleTaskGP`: a BoTorch ``SingleTaskGP`` with this kernel,
+      ``Normalize`` and ``Standardize`` by default, fitted by ``fit_gpytorch_mll`` in one decoder
+      pass;
+    - :func:`~pfn_kernels.fit_amortized`: the same pass for any exact GP whose ``covar_module`` is
+      this kernel (e.g. ``SingleTaskGP(X, Y, covar_module=AmortizedSpectralKernel())``);
+    - :mod:`pfn_kernels.ax`: generation strategies and a model option for Ax.
+
+    **Inputs must lie in the unit cube** :math:`[0, 1]^d`, where the decoder was trained: give the
+    model ``input_transform=Normalize(d=...)`` (from ``botorch.models.transforms.input``) or pass
+    normalized inputs; outside it the fit warns (``OutsideUnitCubeWarning``). Frequencies below
+    are in cycles per unit of those normalized inputs.
+
     By Bochner's theorem each factor is the Fourier transform of the symmetrized Gaussian mixture
     :math:`S_j(\omega) = \sum_q \tfrac{w_{jq}}{2}[\mathcal N(\omega;\mu_{jq},s_{jq}^2) +
     \mathcal N(\omega;-\mu_{jq},s_{jq}^2)]` (see :meth:`spectral_density`). Frequencies
