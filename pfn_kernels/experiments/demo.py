@@ -15,9 +15,10 @@ found and the final simple regret (mean +- standard error over seeds) and the to
 fitting models and optimizing the acquisition function, and writes into ``out``:
 
 - ``regret.png``: log10 simple regret vs function evaluations, mean +- standard error over seeds;
-- ``spectral_density.png``: the decoded spectral density :math:`S_j(\omega)` of every input
-  dimension of the amortized model fitted on all data of the first seed
-  (``kernel.spectral_density``; frequencies in cycles per unit of the normalized input);
+- ``spectral_density.png``: the decoded kernel of the amortized model fitted on all data of the
+  first seed, per input dimension: its spectrum (every component as a stem at its frequency,
+  height its weight, with its bandwidth; cycles per unit of the normalized input) and the
+  kernel factor :math:`k_j(\tau)` (:func:`spectra_figure`);
 - ``results.json``: the regret traces, times and failures of every run.
 
 With the defaults (3 seeds, 8 + 20 evaluations) it takes about a minute or two on 2 CPU cores.
@@ -30,10 +31,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import torch
+from typing import Any
 
 #: Problems the demo offers (names of :func:`pfn_kernels.experiments.make_problem`).
 DEMO_PROBLEMS = ("hartmann6", "branin", "ackley4", "levy4", "rosenbrock4")
@@ -128,7 +126,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: Path) -> Path:
+def regret_figure(results: dict[str, list[Any]], problem: Any, n_init: int) -> Any:
     """Log regret vs evaluations, mean +- standard error over seeds, one line per method."""
     from matplotlib.figure import Figure
 
@@ -140,55 +138,77 @@ def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: 
     plot_log_regret(ax, results, n_init,
                     title=f"{problem.name}: simple regret, mean ± s.e. over {seeds} seed(s)")
     ax.legend()
-    fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_regret(results: dict[str, list[Any]], problem: Any, n_init: int, path: Path) -> Path:
+    """:func:`regret_figure`, written to ``path``."""
+    regret_figure(results, problem, n_init).savefig(path, dpi=120)
     return path
 
 
-def density_grid(params: Any, num: int = 1500) -> torch.Tensor:
-    """Frequencies (cycles per unit) at which to draw the densities: a uniform grid up to the
-    largest peak plus four bandwidths, refined around every peak so narrow lines are not missed."""
-    import torch  # here, not at the top: parsing the demo's command line needs no torch
-
-    weights, means, scales = params.weights, params.means, params.scales  # (d, Q)
-    active = weights > 1e-3
-    top = float(torch.where(active, means + 4 * scales, torch.zeros_like(means)).max())
-    top = min(max(top, 2.0), 64.0)
-    grid = [torch.linspace(0.0, top, num, dtype=torch.float64)]
-    offsets = torch.linspace(-4, 4, 81, dtype=torch.float64)
-    for mu, s in zip(means[active].tolist(), scales[active].tolist()):
-        grid.append(mu + s * offsets)
-    omega = torch.cat(grid)
-    return omega[(omega >= 0) & (omega <= top)].sort().values
+#: Components below this weight are left out of the spectrum panels.
+MIN_PLOTTED_WEIGHT = 1e-3
 
 
-def plot_spectral_densities(model: Any, path: Path, title: str) -> Path:
-    """The decoded per-dimension spectral densities of an amortized model, one panel each."""
+def spectra_figure(params: Any, title: str = "") -> Any:
+    r"""A matplotlib ``Figure`` of a decoded kernel, two panels per input dimension j.
+
+    - **spectrum**: every component of weight at least :data:`MIN_PLOTTED_WEIGHT` as a stem at
+      its frequency :math:`\mu_{jq}` (cycles per unit) with height :math:`w_{jq}`, and a bar of
+      :math:`\pm s_{jq}` (its bandwidth). A component at frequency 0, or one much narrower than
+      the axis, stays visible (a density curve would draw it as a spike on the axis);
+    - **kernel**: the factor :math:`k_j(\tau) = \sum_q w_{jq} e^{-2\pi^2\tau^2 s_{jq}^2}
+      \cos(2\pi\mu_{jq}\tau)` for :math:`\tau \in [0, 1]`, the whole span of the unit cube.
+
+    :param params: :class:`~pfn_kernels.SpectralParams` without batch dimensions (`(d, Q)`).
+    """
     import torch
     from matplotlib.figure import Figure
 
-    kernel = model.covar_module
-    params = kernel.spectral_params.detach()
-    omega = density_grid(params)
-    with torch.no_grad():
-        density = kernel.spectral_density(omega.to(params.means))  # (d, L)
-    d = density.shape[-2]
+    w, mu, s = (t.detach().to(torch.float64).cpu() for t in (params.weights, params.means, params.scales))
+    if w.dim() != 2:
+        raise ValueError(f"spectra_figure needs unbatched (d, Q) parameters; got weights {tuple(w.shape)}.")
+    d = w.shape[0]
     cols = min(d, 3)
     rows = math.ceil(d / cols)
-    fig = Figure(figsize=(3.6 * cols, 2.6 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig = Figure(figsize=(5.4 * cols, 2.4 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, 2 * cols, squeeze=False)
+    tau = torch.linspace(0.0, 1.0, 400, dtype=torch.float64)
+    factor = (w[:, None, :] * torch.exp(-2 * math.pi**2 * tau[None, :, None] ** 2 * s[:, None, :] ** 2)
+              * torch.cos(2 * math.pi * mu[:, None, :] * tau[None, :, None])).sum(-1)  # (d, L)
     for j in range(rows * cols):
-        ax = axes[j // cols][j % cols]
+        spec, kern = axes[j // cols][2 * (j % cols)], axes[j // cols][2 * (j % cols) + 1]
         if j >= d:
-            ax.set_visible(False)
+            spec.set_visible(False)
+            kern.set_visible(False)
             continue
-        ax.plot(omega, density[j])
-        ax.set_title(f"x{j + 1}")
-        ax.set_xlabel("frequency ω (cycles per unit)")
-        ax.set_ylabel("S(ω)")
-        ax.set_xlim(0, float(omega[-1]))
-        ax.set_ylim(bottom=0)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=120)
+        keep = w[j] >= MIN_PLOTTED_WEIGHT
+        wj, mj, sj = w[j][keep].tolist(), mu[j][keep].tolist(), s[j][keep].tolist()
+        top = min(max([m + 2 * b for m, b in zip(mj, sj)] + [1.0]), 64.0)
+        spec.vlines(mj, 0.0, wj, color="C0", linewidth=2)
+        spec.errorbar(mj, wj, xerr=sj, fmt="o", color="C0", ecolor="C0", elinewidth=1, capsize=3)
+        spec.set_xlim(-0.04 * top, 1.04 * top)  # stems at 0 and at the top stay inside
+        spec.set_ylim(0.0, 1.05)
+        spec.set_title(f"x{j + 1}: spectrum")
+        spec.set_xlabel("frequency μ ± bandwidth (cycles per unit)")
+        spec.set_ylabel("weight")
+        kern.plot(tau, factor[j], color="C1")
+        kern.axhline(0.0, color="0.7", linewidth=0.8)
+        kern.set_xlim(0.0, 1.0)
+        kern.set_ylim(min(-0.05, float(factor[j].min()) - 0.05), 1.05)
+        kern.set_title(f"x{j + 1}: kernel factor")
+        kern.set_xlabel("τ (normalized input)")
+        kern.set_ylabel("k(τ)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_spectral_densities(model: Any, path: Path, title: str) -> Path:
+    """The decoded kernel of an amortized model (:func:`spectra_figure`), written to ``path``."""
+    fig = spectra_figure(model.covar_module.spectral_params.detach(), title)
+    fig.savefig(path, dpi=110)
     return path
 
 

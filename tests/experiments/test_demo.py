@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from pfn_kernels.experiments import demo
+from pfn_kernels.experiments import demo, make_problem
 from pfn_kernels.network import WeightsError
 
 
@@ -60,21 +60,6 @@ def test_demo_final_model_has_a_decoded_kernel(demo_run):
     assert len(lines) == 2 and lines[0].strip().startswith("x1:")
 
 
-def test_density_grid_resolves_narrow_lines():
-    from pfn_kernels import SpectralParams
-
-    params = SpectralParams(
-        weights=torch.tensor([[0.5, 0.5]], dtype=torch.float64),
-        means=torch.tensor([[0.0, 3.0]], dtype=torch.float64),
-        scales=torch.tensor([[0.4, 1e-3]], dtype=torch.float64),
-        outputscale=torch.tensor(1.0, dtype=torch.float64),
-        noise=torch.tensor(0.01, dtype=torch.float64),
-    )
-    omega = demo.density_grid(params)
-    assert omega[0] >= 0 and bool((omega[1:] >= omega[:-1]).all())
-    assert ((omega - 3.0).abs() < 1e-3).sum() >= 20  # the line at 3 cycles/unit is sampled
-
-
 def test_demo_missing_weights_is_a_clear_error(tmp_path):
     with pytest.raises(WeightsError, match="No decoder weights"):
         demo.main(problem="branin", seeds=1, n_init=4, n_iter=1, out=tmp_path,
@@ -92,3 +77,59 @@ def test_demo_without_matplotlib_says_how_to_install_it(tiny_decoder, tmp_path, 
         demo.main(problem="branin", seeds=1, n_init=4, n_iter=1, out=tmp_path,
                   decoder=tiny_decoder, progress=False)
     assert not (tmp_path / "results.json").exists()
+
+
+def points_inside(ax) -> int:
+    """How many plotted points (line vertices, segment ends, markers) lie strictly inside the
+    axes' view limits: data on an edge, like a spike on the axis, does not count."""
+    import numpy as np
+
+    pts = [np.column_stack([line.get_xdata(), line.get_ydata()]) for line in ax.get_lines()]
+    for coll in ax.collections:
+        if hasattr(coll, "get_segments"):
+            pts += [np.asarray(seg) for seg in coll.get_segments() if len(seg)]
+        pts.append(np.asarray(coll.get_offsets()).reshape(-1, 2))
+    if not pts:
+        return 0
+    xy = np.concatenate(pts).astype(float)
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    eps_x, eps_y = 1e-3 * (x1 - x0), 1e-3 * (y1 - y0)
+    inside = ((xy[:, 0] > x0 + eps_x) & (xy[:, 0] < x1 - eps_x)
+              & (xy[:, 1] > y0 + eps_y) & (xy[:, 1] < y1 - eps_y))
+    return int(inside.sum())
+
+
+def test_every_panel_of_the_demo_figures_shows_data(demo_run):
+    pytest.importorskip("matplotlib")
+    result, _ = demo_run
+    params = result["final_model"].covar_module.spectral_params.detach()
+    figures = [demo.spectra_figure(params, "tiny"),
+               demo.regret_figure(result["runs"], make_problem("branin"), 4)]
+    for fig in figures:
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert axes
+        for ax in axes:
+            assert points_inside(ax) > 0, ax.get_title()
+
+
+def test_zero_frequency_and_narrow_components_are_visible():
+    """The case that drew empty panels: one narrow peak at frequency 0 with most of the weight."""
+    pytest.importorskip("matplotlib")
+    from pfn_kernels import SpectralParams
+
+    one = torch.ones((), dtype=torch.float64)
+    params = SpectralParams(
+        weights=torch.tensor([[0.95, 0.05, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], dtype=torch.float64),
+        means=torch.tensor([[1e-6, 4.0, 0.0, 0.0], [1e-6, 0.0, 0.0, 0.0]], dtype=torch.float64),
+        scales=torch.tensor([[1e-3, 0.5, 1.0, 1.0], [1e-6, 1.0, 1.0, 1.0]], dtype=torch.float64),
+        outputscale=one, noise=0.01 * one,
+    )
+    fig = demo.spectra_figure(params)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 4  # spectrum and kernel factor per dimension
+    for ax in axes:
+        assert points_inside(ax) > 0, ax.get_title()
+    batched = SpectralParams(weights=params.weights[None], means=params.means[None],
+                             scales=params.scales[None], outputscale=one[None], noise=one[None])
+    with pytest.raises(ValueError, match="unbatched"):
+        demo.spectra_figure(batched)
