@@ -46,11 +46,12 @@ def test_demo_command_dispatches(monkeypatch):
     calls = []
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
     argv = ["demo", "--problem", "branin", "--seeds", "2", "--n-init", "5", "--n-iter", "3",
-            "--out", "somewhere", "--seed", "7", "--weights", "w.safetensors", "--no-progress"]
+            "--out", "somewhere", "--seed", "7", "--weights", "w.safetensors", "--no-progress",
+            "--workers", "1", "--threads", "2"]
     assert cli.main(argv) == 0
     assert calls == [{
         "problem": "branin", "seeds": 2, "n_init": 5, "n_iter": 3, "out": "somewhere",
-        "seed": 7, "weights": "w.safetensors", "progress": False,
+        "seed": 7, "weights": "w.safetensors", "progress": False, "workers": 1, "threads": 2,
     }]
 
 
@@ -61,8 +62,8 @@ def test_demo_command_defaults(monkeypatch):
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
     assert cli.main(["demo"]) == 0
     assert calls == [{
-        "problem": "hartmann6", "seeds": 3, "n_init": 8, "n_iter": 20, "out": "demo_output",
-        "seed": 0, "weights": None, "progress": True,
+        "problem": "hartmann6", "seeds": 10, "n_init": 8, "n_iter": 20, "out": "demo_output",
+        "seed": 0, "weights": None, "progress": True, "workers": None, "threads": 1,
     }]
 
 

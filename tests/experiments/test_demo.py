@@ -16,8 +16,9 @@ from pfn_kernels.network import WeightsError
 @pytest.fixture(scope="module")
 def demo_run(tiny_decoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = demo.main(problem="branin", seeds=1, n_init=4, n_iter=2, out=out,
-                       decoder=tiny_decoder, progress=False, num_restarts=2, raw_samples=32)
+    result = demo.main(problem="branin", seeds=2, n_init=4, n_iter=2, out=out,
+                       decoder=tiny_decoder, progress=False, num_restarts=2, raw_samples=32,
+                       workers=1)
     return result, out
 
 
@@ -33,7 +34,7 @@ def test_demo_prints_a_table_with_both_methods(demo_run, capsys):
 
 def test_demo_writes_plots_and_json(demo_run):
     result, out = demo_run
-    for name in ("regret.png", "spectral_density.png", "results.json"):
+    for name in ("regret.png", "spectral_density.png", "structure.png", "results.json"):
         path = out / name
         assert path.is_file() and path.stat().st_size > 1000, name
     saved = json.loads((out / "results.json").read_text())
@@ -44,12 +45,13 @@ def test_demo_writes_plots_and_json(demo_run):
 def test_demo_regrets_are_finite_and_non_increasing(demo_run):
     result, _ = demo_run
     for method, runs in result["runs"].items():
-        assert len(runs) == 1
-        regret = runs[0]["regret"]
-        assert len(regret) == 4 + 2
-        assert all(math.isfinite(r) for r in regret), method
-        assert all(b <= a for a, b in zip(regret, regret[1:])), method
-        assert runs[0]["failures"] == [], method
+        assert [r["seed"] for r in runs] == [0, 1]
+        for run in runs:
+            regret = run["regret"]
+            assert len(regret) == 4 + 2
+            assert all(math.isfinite(r) for r in regret), method
+            assert all(b <= a for a, b in zip(regret, regret[1:])), method
+            assert run["failures"] == [], method
 
 
 def test_demo_final_model_has_a_decoded_kernel(demo_run):
@@ -104,7 +106,8 @@ def test_every_panel_of_the_demo_figures_shows_data(demo_run):
     result, _ = demo_run
     params = result["final_model"].covar_module.spectral_params.detach()
     figures = [demo.spectra_figure(params, "tiny"),
-               demo.regret_figure(result["runs"], make_problem("branin"), 4)]
+               demo.regret_figure(result["runs"], make_problem("branin"), 4),
+               demo.structure_figure(result["structure_result"])]
     for fig in figures:
         axes = [ax for ax in fig.axes if ax.get_visible()]
         assert axes
@@ -133,3 +136,50 @@ def test_zero_frequency_and_narrow_components_are_visible():
                              scales=params.scales[None], outputscale=one[None], noise=one[None])
     with pytest.raises(ValueError, match="unbatched"):
         demo.spectra_figure(batched)
+
+
+def test_the_paired_comparison_and_its_verdict():
+    from types import SimpleNamespace as R
+
+    def runs(regrets):
+        return [R(seed=i, final_regret=r) for i, r in enumerate(regrets)]
+
+    better = demo.compare({"amortized": runs([0.01, 0.02, 0.01, 0.03]),
+                           "default_stgp": runs([0.1, 0.3, 0.2, 0.2])})
+    assert better["verdict"] == "the one pass is better" and better["amortized_lower"] == 4
+    assert better["log10_regret_diff_mean"] < -0.9
+    level = demo.compare({"amortized": runs([0.1, 0.01, 0.1]), "default_stgp": runs([0.01, 0.1, 0.1])})
+    assert level["verdict"].startswith("level") and level["log10_regret_diff_mean"] == pytest.approx(0)
+    worse = demo.compare({"amortized": runs([1.0, 2.0, 1.5]), "default_stgp": runs([0.1, 0.1, 0.2])})
+    assert worse["verdict"] == "the default is better"
+
+
+def test_the_table_has_no_times_and_the_times_table_has_them(demo_run):
+    result, _ = demo_run
+    table = demo.format_table(result["table"], result["comparison"])
+    assert " s" not in table.replace(" seeds", "") and "paired" in table
+    times = demo.format_times(result["table"])
+    assert "ms" in times and "fit per step" in times
+
+
+def test_runs_in_worker_processes_repeat_the_inline_runs(tiny_decoder, tmp_path):
+    """Same seeds and one thread per run: a worker process computes the same trajectory."""
+    kw = dict(problem="branin", seeds=1, n_init=4, n_iter=1, decoder=tiny_decoder, progress=False,
+              num_restarts=2, raw_samples=16, structure=False)
+    inline = demo.main(out=tmp_path / "a", workers=1, **kw)
+    pooled = demo.main(out=tmp_path / "b", workers=2, **kw)
+    for method in demo.DEMO_METHODS:
+        assert inline["runs"][method][0]["Y"] == pooled["runs"][method][0]["Y"]
+    assert demo.format_table(inline["table"], inline["comparison"]) == demo.format_table(
+        pooled["table"], pooled["comparison"])
+
+
+def test_structure_discovery_with_the_shipped_decoder_finds_both_peaks():
+    """The case the demo prints: the one pass recovers the two true frequencies (3 and 11
+    cycles per unit) and extrapolates better than the default."""
+    found = demo.structure_discovery()
+    p = found["params"]
+    strong = [m for w, m in zip(p.weights[0].tolist(), p.means[0].tolist()) if w > 0.2]
+    for true in demo.STRUCTURE_TRUTH["means"]:
+        assert any(abs(m - true) < 0.1 * true for m in strong), (true, strong)
+    assert found["nll"]["amortized"] < found["nll"]["default_stgp"] - 0.2, found["nll"]
