@@ -95,12 +95,12 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--problem", choices=DEMO_PROBLEMS, default="hartmann6",
                         help="test function (default hartmann6)")
-    parser.add_argument("--seeds", type=_int_at_least(1), default=10,
-                        help="number of seeds (default 10)")
-    parser.add_argument("--n-init", type=_int_at_least(2), default=8,
-                        help="Sobol points per run (default 8)")
-    parser.add_argument("--n-iter", type=_int_at_least(0), default=20,
-                        help="BO steps per run (default 20)")
+    parser.add_argument("--seeds", type=_int_at_least(1), default=12,
+                        help="number of seeds (default 12)")
+    parser.add_argument("--n-init", type=_int_at_least(2), default=10,
+                        help="Sobol points per run (default 10)")
+    parser.add_argument("--n-iter", type=_int_at_least(0), default=30,
+                        help="BO steps per run (default 30)")
     parser.add_argument("--out", default="demo_output",
                         help="output directory (default demo_output/)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")

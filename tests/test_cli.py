@@ -62,7 +62,7 @@ def test_demo_command_defaults(monkeypatch):
     monkeypatch.setattr(demo, "main", lambda **kwargs: calls.append(kwargs))
     assert cli.main(["demo"]) == 0
     assert calls == [{
-        "problem": "hartmann6", "seeds": 10, "n_init": 8, "n_iter": 20, "out": "demo_output",
+        "problem": "hartmann6", "seeds": 12, "n_init": 10, "n_iter": 30, "out": "demo_output",
         "seed": 0, "weights": None, "progress": True, "workers": None, "threads": 1,
     }]
 

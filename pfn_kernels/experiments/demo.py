@@ -27,7 +27,8 @@ both models' held-out test NLL. It writes into ``out``:
 - ``structure.png``: the structure-discovery case (:func:`structure_figure`);
 - ``results.json``: the regret traces, times and failures of every run, and the case's results.
 
-With the defaults (10 seeds, 8 + 20 evaluations, Hartmann6) it takes a few minutes on 2 CPU cores.
+With the defaults (12 seeds, 10 + 30 evaluations, Hartmann6) it takes about 2 minutes on 2 CPU
+cores.
 The plots need matplotlib, from the ``demo`` extra (:data:`INSTALL_HINT`).
 """
 
@@ -452,9 +453,9 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> list[
 
 def main(
     problem: str = "hartmann6",
-    seeds: int = 10,
-    n_init: int = 8,
-    n_iter: int = 20,
+    seeds: int = 12,
+    n_init: int = 10,
+    n_iter: int = 30,
     out: str | Path = "demo_output",
     seed: int = 0,
     weights: str | Path | None = None,
