@@ -224,3 +224,14 @@ def test_cli_speed_script(tmp_path, capsys):
     assert set(saved["commands"]) == set(cli_speed.commands())
     assert all(r["min_s"] > 0 for r in saved["commands"].values())
     assert "| `pfn-kernels --help` |" in capsys.readouterr().out
+
+
+def test_summary_figure_script_reads_the_recorded_results(tmp_path):
+    pytest.importorskip("matplotlib")
+    summary_figure = load_script("summary_figure")
+    out = summary_figure.main(["--out", str(tmp_path / "w.png")])
+    assert out.is_file() and out.stat().st_size > 10_000
+    rows = summary_figure.bo_rows(ROOT / "benchmarks/results/bo_compare.json", "one_pass_new",
+                                  [ROOT / "benchmarks/results/bo_levy12.json"])
+    assert {"hartmann6", "levy12"} <= {name for name, *_ in rows}
+    assert [m for _, m, _ in rows] == sorted(m for _, m, _ in rows)
