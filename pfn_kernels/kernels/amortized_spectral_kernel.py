@@ -68,8 +68,10 @@ class AmortizedSpectralKernel(Kernel):
     gpytorch spectral mixture exactly; :meth:`to_gpytorch` converts back when the weights are
     shared across dimensions (always for d = 1).
 
-    Evaluation costs :math:`O(n m d Q)` exponentials and cosines. On the CPU the matrix is computed
-    in cache-sized tiles with closed-form gradients (:mod:`pfn_kernels.kernels.tiled_kernel`);
+    Evaluation costs :math:`O(n m d Q)` exponentials and cosines. A small matrix (the candidates of
+    an acquisition step against the training points) is one broadcast expression; a larger one,
+    on the CPU, is computed in cache-sized tiles with closed-form gradients
+    (:mod:`pfn_kernels.kernels.tiled_kernel`; see :func:`spectral_mixture_covariance`);
     components of weight at most :data:`NEGLIGIBLE_WEIGHT` are left out and those at the
     frequency floor skip their cosine (:data:`ZERO_FREQUENCY`).
 

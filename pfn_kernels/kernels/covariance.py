@@ -1,9 +1,14 @@
 r"""The product spectral-mixture covariance matrix, evaluated the fastest way for its inputs.
 
-On the CPU the full matrix goes through the cache-tiled autograd Function of
+A small kernel (at most :data:`SMALL_ELEMENTS` entry-dimension-component terms: the cross
+covariance of a few acquisition candidates with the training points) is one broadcast expression,
+a handful of tensor operations, because at that size each operation's fixed cost is the whole
+cost. Above that, on the CPU the full matrix goes through the cache-tiled autograd Function of
 :mod:`pfn_kernels.kernels.tiled_kernel`; diagonals, accelerators and ``torch.func`` transforms use
 plain tensor operations, one dimension factor (:func:`~pfn_kernels.kernels.bochner.dimension_factor`)
-at a time. Both compute the same numbers (to rounding).
+at a time. All compute the same numbers (to rounding; the broadcast path evaluates every
+component exactly, without the ``min_weight`` and ``unit_frequency`` shortcuts, which change
+each factor by at most their documented bounds).
 """
 
 from __future__ import annotations
@@ -13,8 +18,14 @@ import math
 import torch
 from torch import Tensor
 
-from pfn_kernels.kernels.bochner import dimension_factor, negligible_components
+from pfn_kernels.kernels.bochner import TWO_PI, TWO_PI_SQ, dimension_factor, negligible_components
 from pfn_kernels.kernels.tiled_kernel import SpectralProduct
+
+
+#: Below this many (entry, dimension, component) terms the kernel is one broadcast expression
+#: (:func:`_broadcast_covariance`); above, the tiles or the per-dimension loop. Measured by
+#: ``benchmarks/kernel_speed.py``.
+SMALL_ELEMENTS = 1 << 15
 
 
 def spectral_mixture_covariance(
@@ -49,6 +60,14 @@ def spectral_mixture_covariance(
     if weights.shape[-2] != d:
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
+    n, m, q = x1.shape[-2], x2.shape[-2], w.shape[-1]
+    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
+    if batch * n * (1 if diag else m) * d * q <= SMALL_ELEMENTS:
+        out = _broadcast_covariance(x1, x2.to(x1), w, mu, s, diag)
+        if outputscale is not None:
+            os = outputscale.to(x1)
+            out = out * (os[..., None] if diag else os[..., None, None])
+        return out
     if min_weight > 0 or unit_frequency > 0:
         skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
     else:
@@ -71,6 +90,29 @@ def spectral_mixture_covariance(
         os = outputscale.to(x1)
         out = out * (os[..., None] if diag else os[..., None, None])
     return out
+
+
+def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, diag: bool) -> Tensor:
+    """The product over dimensions and the sum over components as one broadcast expression, on a
+    `(*batch, n, m, d, Q)` tensor (`(*batch, n, d, Q)` with ``diag``): a few operations in all,
+    which beats the per-dimension loops and the tiles when the kernel matrix is small (the cost
+    there is per operation, not per entry). Autograd gives every gradient."""
+    if diag:
+        tau = (x1 - x2).unsqueeze(-1)  # (*b, n, d, 1)
+        wq, mq, sq = (t.unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, d, Q)
+    else:
+        tau = (x1.unsqueeze(-2) - x2.unsqueeze(-3)).unsqueeze(-1)  # (*b, n, m, d, 1)
+        wq, mq, sq = (t.unsqueeze(-3).unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, 1, d, Q)
+    comp = torch.exp(-TWO_PI_SQ * sq.square() * tau.square()) * torch.cos(TWO_PI * mq * tau)
+    return (wq * comp).sum(-1).prod(-1)
+
+
+def _broadcast_numel(*shapes: tuple[int, ...]) -> int:
+    """The number of elements of the shapes' broadcast (plain Python: this runs on every call)."""
+    total = 1
+    for i in range(1, max(map(len, shapes), default=0) + 1):
+        total *= max(shape[-i] if len(shape) >= i else 1 for shape in shapes)
+    return total
 
 
 def _functorch_active() -> bool:

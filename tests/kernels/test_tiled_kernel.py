@@ -145,3 +145,59 @@ def test_torch_func_transforms_fall_back_to_plain_operations():
     torch.testing.assert_close(jac, torch.autograd.grad(f(a), a)[0], rtol=1e-12, atol=1e-14)
     batched = torch.func.vmap(lambda a: spectral_mixture_covariance(a, x2, w, mu, s))(x1[:, None])
     torch.testing.assert_close(batched[:, 0], spectral_mixture_covariance(x1, x2, w, mu, s))
+
+
+@pytest.fixture(params=["broadcast", "tiles"])
+def path(request, monkeypatch):
+    """Force :func:`spectral_mixture_covariance` onto one path: the single broadcast expression
+    (small kernels) or the tiles and per-dimension loops (large ones)."""
+    import pfn_kernels.kernels.covariance as covariance
+
+    monkeypatch.setattr(covariance, "SMALL_ELEMENTS", 1 << 40 if request.param == "broadcast" else 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_paths_match_the_formula_with_all_gradients(path, dtype):
+    """Values, the gradients of inputs and parameters, the diagonal, kernel batches."""
+    g = torch.Generator().manual_seed(11)
+    x1 = torch.rand(4, 1, 5, 3, generator=g, dtype=dtype).requires_grad_()
+    x2 = torch.rand(7, 3, generator=g, dtype=dtype).requires_grad_()
+    w = torch.softmax(torch.randn(2, 3, 4, generator=g, dtype=dtype), -1).requires_grad_()
+    mu = (3 * torch.rand(2, 3, 4, generator=g, dtype=dtype)).requires_grad_()
+    s = (0.05 + torch.rand(2, 3, 4, generator=g, dtype=dtype)).requires_grad_()
+    os = torch.tensor([1.5, 0.7], dtype=dtype)
+    k = spectral_mixture_covariance(x1, x2, w, mu, s, outputscale=os)
+    assert k.shape == (4, 2, 5, 7) and k.dtype == dtype
+    want = torch.stack([os[b] * reference(x1[:, 0], x2.expand(4, 7, 3), w[b:b + 1], mu[b:b + 1], s[b:b + 1])
+                        for b in range(2)], 1)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(k, want, **tol)
+    gk = torch.randn_like(k)
+    args = (x1, x2, w, mu, s)
+    for got, ref in zip(torch.autograd.grad(k, args, gk), torch.autograd.grad(want, args, gk)):
+        torch.testing.assert_close(got, ref, **tol)
+    xd = torch.rand(4, 1, 7, 3, generator=g, dtype=dtype)
+    diag = spectral_mixture_covariance(xd, x2, w, mu, s, outputscale=os, diag=True)
+    full = spectral_mixture_covariance(xd, x2, w, mu, s, outputscale=os)
+    torch.testing.assert_close(diag, full.diagonal(dim1=-2, dim2=-1), **tol)
+
+
+def test_the_broadcast_path_passes_gradcheck(path):
+    args = inputs(batch=2, n=3, m=4, d=2, q=2, shared=False, seed=12)
+    assert torch.autograd.gradcheck(lambda *t: spectral_mixture_covariance(*t), args)
+
+
+def test_small_kernels_take_the_broadcast_path(monkeypatch):
+    """An acquisition-sized call (4 candidates, 40 training points, d = 6, Q = 4) is one broadcast
+    expression; a 300 x 300 training matrix is tiled."""
+    import pfn_kernels.kernels.covariance as covariance
+
+    calls = []
+    real = covariance._broadcast_covariance
+    monkeypatch.setattr(covariance, "_broadcast_covariance", lambda *a: calls.append(1) or real(*a))
+    w = torch.full((6, 4), 0.25, dtype=DTYPE)
+    spectral_mixture_covariance(torch.rand(4, 1, 6, dtype=DTYPE), torch.rand(40, 6, dtype=DTYPE), w, w, w)
+    assert calls == [1]
+    spectral_mixture_covariance(torch.rand(300, 6, dtype=DTYPE), torch.rand(300, 6, dtype=DTYPE), w, w, w)
+    assert calls == [1]
