@@ -44,7 +44,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from pfn_kernels.spectral_params import SpectralParams
 
 
+#: Subpackages and modules reachable as attributes (``pfn_kernels.sampling``), imported on use.
+_SUBMODULES = frozenset({
+    "ax", "cli", "exact_gp", "experiments", "fit", "inference", "kernels", "models", "network",
+    "prior", "sampling", "spectral_params", "train", "training", "validation",
+})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it in globals()
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pfn_kernels' has no attribute {name!r}")
@@ -54,7 +63,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
 
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

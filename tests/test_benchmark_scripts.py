@@ -234,7 +234,8 @@ def test_summary_figure_script_reads_the_recorded_results(tmp_path):
     rows = summary_figure.bo_rows(ROOT / "benchmarks/results/bo_compare.json", "one_pass_new",
                                   [ROOT / "benchmarks/results/bo_levy12.json"])
     assert {"hartmann6", "levy12"} <= {name for name, *_ in rows}
-    assert [m for _, m, _ in rows] == sorted(m for _, m, _ in rows)
+    levy12 = next(r for r in rows if r[0] == "levy12")  # recomputed from bo_levy12.json's runs
+    assert levy12[1] == pytest.approx(0.22, abs=0.005) and levy12[2] == pytest.approx(0.11, abs=0.005)
 
 
 def test_acq_eval_speed_script(tmp_path, capsys):

@@ -85,6 +85,17 @@ def test_the_first_name_used_loads_the_core_and_registers_pathwise_sampling():
     assert imported_after(code, ("botorch", "gpytorch")) == {"botorch", "gpytorch"}
 
 
+def test_subpackages_are_attributes_loaded_on_use():
+    code = (
+        "import pfn_kernels\n"
+        "assert 'sampling' in dir(pfn_kernels) and '__file__' in dir(pfn_kernels)\n"
+        "assert callable(pfn_kernels.sampling.sample_spectral_frequencies)\n"
+        "import pfn_kernels.experiments as e\n"
+        "assert e.demo.DEMO_PROBLEMS[0] == 'hartmann6'\n"
+    )
+    assert imported_after(code, ("botorch",)) == {"botorch"}
+
+
 def test_unknown_names_are_attribute_errors():
     import pfn_kernels
     import pfn_kernels.experiments

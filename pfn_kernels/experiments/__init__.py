@@ -69,7 +69,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
 
 
+#: The submodules, reachable as attributes (``pfn_kernels.experiments.demo``), imported on use.
+_SUBMODULES = frozenset({"demo", "loop", "plotting", "problems", "stats", "surrogates"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pfn_kernels.experiments' has no attribute {name!r}")
@@ -79,7 +85,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
 
 
 __all__ = sorted(_EXPORTS)

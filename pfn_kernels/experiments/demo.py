@@ -34,9 +34,12 @@ The plots need matplotlib, from the ``demo`` extra (:data:`INSTALL_HINT`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -307,17 +310,25 @@ STRUCTURE_TRUTH = {"weights": (0.6, 0.4), "means": (3.0, 11.0), "scales": (0.3, 
 STRUCTURE_NOISE_STD, STRUCTURE_POINTS, STRUCTURE_WINDOW = 0.1, 80, 0.75
 
 
-def fix_threads(threads: int) -> None:
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
     """Use ``threads`` threads in torch and, where ``threadpoolctl`` is installed, in the BLAS
-    pools: with a fixed count a rerun on the same machine repeats every number."""
+    pools, and restore the previous counts on exit: with a fixed count a rerun on the same
+    machine repeats every number."""
     import torch
 
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(threads)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+        else:
+            with threadpool_limits(threads):
+                yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def structure_case(seed: int = 1) -> dict[str, Any]:
@@ -413,18 +424,26 @@ def structure_figure(result: dict[str, Any]) -> Any:
     return fig
 
 
-def _run_job(job: dict[str, Any]) -> Any:
-    """One BO run (in a worker process or inline); the result without its model."""
-    from pfn_kernels.experiments import make_problem, run_bo
+@functools.cache
+def _load_decoder(path: str) -> Any:
+    """The decoder at ``path``, loaded once per process."""
     from pfn_kernels.network import load_decoder
 
-    fix_threads(job["threads"])
+    return load_decoder(path)
+
+
+def _run_job(job: dict[str, Any]) -> Any:
+    """One BO run (in a worker process or inline), with its thread count; the result without its
+    model."""
+    from pfn_kernels.experiments import make_problem, run_bo
+
     decoder = job["decoder"]
     if decoder is None and job["weights"] is not None:
-        decoder = load_decoder(job["weights"])
-    result = run_bo(make_problem(job["problem"]), job["method"], seed=job["seed"],
-                    n_init=job["n_init"], n_iter=job["n_iter"], decoder=decoder,
-                    num_restarts=job["num_restarts"], raw_samples=job["raw_samples"])
+        decoder = _load_decoder(str(job["weights"]))
+    with fixed_threads(job["threads"]):
+        result = run_bo(make_problem(job["problem"]), job["method"], seed=job["seed"],
+                        n_init=job["n_init"], n_iter=job["n_iter"], decoder=decoder,
+                        num_restarts=job["num_restarts"], raw_samples=job["raw_samples"])
     result.model = None
     return result
 
@@ -491,6 +510,15 @@ def main(
         "structure", "plots", "seconds", "final_model"}``.
     :raises MissingDemoExtra: if matplotlib is not installed (checked before the runs).
     """
+    with fixed_threads(threads):
+        return _demo(problem, seeds, n_init, n_iter, out, seed, weights, decoder, progress,
+                     num_restarts, raw_samples, workers, threads, structure)
+
+
+def _demo(problem: str, seeds: int, n_init: int, n_iter: int, out: str | Path, seed: int,
+          weights: str | Path | None, decoder: Any, progress: bool, num_restarts: int,
+          raw_samples: int, workers: int | None, threads: int, structure: bool) -> dict[str, Any]:
+    """:func:`main`'s work, with its thread count set."""
     import os
 
     from pfn_kernels.experiments import fit_surrogate, make_problem
@@ -501,8 +529,8 @@ def main(
         raise ValueError(f"seeds must be >= 1, got {seeds}.")
     require_matplotlib()
     start = time.perf_counter()
-    fix_threads(threads)
-    decoder, source = resolve_decoder(decoder, weights)
+    given = decoder
+    decoder, source = resolve_decoder(decoder, weights)  # a missing weights file fails here
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, workers)
     prob = make_problem(problem)
     out = Path(out)
@@ -516,7 +544,7 @@ def main(
     seed_list = list(range(seed, seed + seeds))
     jobs = [{"problem": problem, "method": m, "seed": s, "n_init": n_init, "n_iter": n_iter,
              "num_restarts": num_restarts, "raw_samples": raw_samples, "threads": threads,
-             "decoder": decoder, "weights": None if decoder is not None else weights}
+             "decoder": given, "weights": None if given is not None else weights}
             for s in seed_list for m in DEMO_METHODS]
     done = _run_jobs(jobs, workers, progress)
     results: dict[str, list[Any]] = {m: [r for r in done if r.method == m] for m in DEMO_METHODS}

@@ -104,8 +104,10 @@ class PriorConfig:
         such tasks are not ``representable``. 0 (the default) draws exactly the tasks of
         earlier versions.
     :param trend_ratio_range: log-uniform range of the trend's variance relative to the GP's,
-        :math:`\sigma_t^2 / \sigma_f^2` (large values give the large dynamic ranges of
-        polynomial test functions, with the GP part a small residual).
+        :math:`\sigma_t^2 / \sigma_f^2`, on average over the cube and the centres (large values
+        give the large dynamic ranges of polynomial test functions, with the GP part a small
+        residual). The quadratic features are not centred, so part of that variance is a
+        near-constant that standardization removes: the visible ratio is somewhat lower.
 
     Scale and noise (raw, i.e. before standardization):
 
@@ -136,7 +138,8 @@ class PriorConfig:
         fraction (uniform on ``optimum_explore_range``) that stays where the design put them.
         Context and targets are then split at random, as for every design. 0 (the default)
         draws exactly the tasks of earlier versions.
-    :param optimum_initial_fraction_range: uniform range of that initial fraction.
+    :param optimum_initial_fraction_range: uniform range of that initial fraction (drawn once per
+        batch, as the batch shares n).
     :param optimum_std_range: log-uniform range of the clusters' standard deviation.
     :param optimum_explore_range: uniform range of the fraction of later points left in place.
 

@@ -285,7 +285,8 @@ class GroundTruthKernel:
         return torch.where(self.warped[:, None, None], kumaraswamy_cdf(x, a, b), x)
 
     def covariance(self, x1: Tensor, x2: Tensor | None = None, diag: bool = False) -> Tensor:
-        r"""The unit-outputscale kernel matrix of every task.
+        r"""The unit-outputscale kernel matrix of every task (with a trend, the stationary part has
+        unit variance and the trend adds :meth:`trend_covariance`).
 
         :param x1: `(B, n1, d)` inputs, or `(n1, d)` shared by all tasks.
         :param x2: `(B, n2, d)` inputs, or `(n2, d)` (``n2 == n1`` with ``diag``). ``None`` or

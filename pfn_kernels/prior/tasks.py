@@ -77,8 +77,8 @@ class TaskBatch:
     :param relevant: `(B, d)` bool, the dimensions the function depends on.
     :param representable: `(B,)` bool, whether ``params`` is the exact kernel (a
         ``spectral_mixture`` or ``rbf`` task without input warping or trend).
-    :param at_optima: `(B,)` bool, whether the task's design followed a BO run: most points
-        cluster around the best of the first ones (``PriorConfig.optimum_design_prob``).
+    :param at_optima: `(B,)` bool, whether the task's design followed a BO run: its later points
+        cluster around the best of its first ones (``PriorConfig.optimum_design_prob``).
 
     Example:
         >>> import torch
@@ -300,29 +300,30 @@ def sample_tasks(
     noise = log_uniform(*cfg.noise_ratio_range, (B,), g) * outputscale
     offset = cfg.mean_offset_std * torch.randn(B, generator=g, dtype=DTYPE)
 
-    at_optima = torch.zeros(B, dtype=torch.bool)
+    moved = torch.zeros(B, dtype=torch.bool)  # tasks whose later points were moved
     if cfg.optimum_design_prob > 0 and N > 1:  # no draws otherwise: the stream of old versions
-        x, at_optima, first = _cluster_at_optima(cfg, kernel, x, noise / outputscale, M, g)
+        x, moved, (z0, eps0), jitter0 = _cluster_at_optima(cfg, kernel, x, noise / outputscale, M, g)
 
     chol, jitter = robust_cholesky(kernel.lower_covariance(x), overwrite=True, return_jitter=True)
+    # The first points keep the draws that placed the later ones: the leading block of a Cholesky
+    # factor is the factor of the leading block, so their values are the same, if both took the
+    # same jitter and neither fell back to the eigendecomposition (jitter 0). Where not, the task
+    # is a plain draw on that design, and not flagged ``at_optima``.
+    at_optima = moved & (jitter == jitter0) & (jitter > 0) if bool(moved.any()) else moved
     # The jitter is white noise in the draw (f ~ N(0, s^2 (K + eps I))): count it as noise, so
     # that the ground truth (and the oracle GP built from it) describes the data exactly.
     noise = noise + jitter * outputscale
     z = torch.randn(B, N, M, generator=g, dtype=DTYPE)
-    eps_shape = (B, N, M)
-    if bool(at_optima.any()):
-        # the first points keep the draws the later ones were placed by (the leading block of a
-        # Cholesky factor is the factor of the leading block, so their values are the same)
-        z0, eps0 = first
-        z[at_optima, : z0.shape[1]] = z0[at_optima]
+    if bool(moved.any()):
+        z[moved, : z0.shape[1]] = z0[moved]
     f_raw = outputscale.sqrt()[:, None, None] * (chol @ z)  # (B, N, M)
-    eps = torch.randn(*eps_shape, generator=g, dtype=DTYPE)
-    if bool(at_optima.any()):
-        eps[at_optima, : eps0.shape[1]] = eps0[at_optima]
+    eps = torch.randn(B, N, M, generator=g, dtype=DTYPE)
+    if bool(moved.any()):
+        eps[moved, : eps0.shape[1]] = eps0[moved]
     y_raw = offset[:, None, None] + f_raw + noise.sqrt()[:, None, None] * eps
-    if bool(at_optima.any()):  # context and targets split at random, as for every design
+    if bool(moved.any()):  # context and targets split at random, as for every design
         order = torch.rand(B, N, generator=g, dtype=DTYPE).argsort(-1)
-        order = torch.where(at_optima[:, None], order, torch.arange(N))
+        order = torch.where(moved[:, None], order, torch.arange(N))
         x = x.gather(1, order[..., None].expand(B, N, d))
         f_raw, y_raw = (t.gather(1, order[..., None].expand(B, N, M)) for t in (f_raw, y_raw))
 
@@ -374,15 +375,16 @@ def _cluster_at_optima(
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
     r"""Designs that follow a BO run (``cfg.optimum_design_prob``).
 
-    For the chosen tasks, the first :math:`n_0` of the N points stay; the function is drawn
-    there (standard normals ``z0``, ``eps0``, returned so that the final draw reuses them) and
+    For the chosen tasks, the first :math:`n_0` of the N points stay (:math:`n_0 / N` drawn once
+    per batch); the function is drawn there (standard normals ``z0``, ``eps0``, returned so that the final draw reuses them) and
     the other points move to Gaussian clusters around the best 1 to 3 noisy values of the first
-    realization, except for an exploring fraction left where the design put them.
+    realization (with M > 1 realizations, the others do not place points), except for an
+    exploring fraction left where the design put them.
 
     :param noise_ratio: `(B,)` :math:`\sigma_n^2/\sigma_f^2` (the draw's scale does not move
         the best points).
-    :return: the new `(B, N, d)` inputs, the `(B,)` mask of the chosen tasks and ``(z0, eps0)``,
-        each `(B, n0, M)`.
+    :return: the new `(B, N, d)` inputs, the `(B,)` mask of the chosen tasks, ``(z0, eps0)``,
+        each `(B, n0, M)`, and the `(B,)` jitter of the first points' factor.
     """
     B, N, d = x.shape
     chosen = torch.rand(B, generator=g, dtype=DTYPE) < cfg.optimum_design_prob
@@ -391,7 +393,7 @@ def _cluster_at_optima(
     z0 = torch.randn(B, n0, M, generator=g, dtype=DTYPE)
     eps0 = torch.randn(B, n0, M, generator=g, dtype=DTYPE)
     x0 = x[:, :n0]
-    chol0 = robust_cholesky(kernel.lower_covariance(x0), overwrite=True)
+    chol0, jitter0 = robust_cholesky(kernel.lower_covariance(x0), overwrite=True, return_jitter=True)
     y0 = (chol0 @ z0[..., :1])[..., 0] + noise_ratio.sqrt()[:, None] * eps0[..., 0]  # (B, n0)
 
     k = min(3, n0)
@@ -405,7 +407,7 @@ def _cluster_at_optima(
     stay = torch.rand(B, N - n0, generator=g, dtype=DTYPE) < explore
     later = torch.where(stay[..., None], x[:, n0:], moved)
     x = torch.where(chosen[:, None, None], torch.cat([x0, later], dim=1), x)
-    return x, chosen, (z0, eps0)
+    return x, chosen, (z0, eps0), jitter0
 
 
 def context_statistics(y_context: Tensor) -> tuple[Tensor, Tensor]:

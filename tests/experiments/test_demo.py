@@ -166,7 +166,9 @@ def test_runs_in_worker_processes_repeat_the_inline_runs(tiny_decoder, tmp_path)
     """Same seeds and one thread per run: a worker process computes the same trajectory."""
     kw = dict(problem="branin", seeds=1, n_init=4, n_iter=1, decoder=tiny_decoder, progress=False,
               num_restarts=2, raw_samples=16, structure=False)
-    inline = demo.main(out=tmp_path / "a", workers=1, **kw)
+    before = torch.get_num_threads()
+    inline = demo.main(out=tmp_path / "a", workers=1, threads=1, **kw)
+    assert torch.get_num_threads() == before  # the caller's thread count is restored
     pooled = demo.main(out=tmp_path / "b", workers=2, **kw)
     for method in demo.DEMO_METHODS:
         assert inline["runs"][method][0]["Y"] == pooled["runs"][method][0]["Y"]

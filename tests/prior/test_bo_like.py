@@ -25,6 +25,15 @@ def test_off_by_default_and_zero_draws_exactly_the_old_tasks():
     assert not a.has_trend.any() and not a.at_optima.any()
 
 
+def test_the_default_prior_draws_the_tasks_of_earlier_versions():
+    """Checksums of a fixed-seed batch, recorded with the code before the BO-like options."""
+    b = sample_tasks(PriorConfig(), 4, gen(123), num_dims=3, num_context=30, num_targets=10,
+                     dtype=torch.float64)
+    assert float(b.x_context.sum()) == pytest.approx(188.35070397293123, rel=1e-12)
+    assert float(b.y_context.abs().sum()) == pytest.approx(102.03083181809502, rel=1e-10)
+    assert float(b.y_target.abs().sum()) == pytest.approx(34.10244598552036, rel=1e-10)
+
+
 def test_bo_like_tasks_are_reproducible():
     cfg = PriorConfig(trend_prob=0.5, optimum_design_prob=0.5)
     a, b = (sample_tasks(cfg, 16, gen(9), num_dims=4, num_context=50) for _ in range(2))
