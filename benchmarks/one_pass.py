@@ -164,10 +164,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows[v] = amortized_nll(batch, InferenceConfig(**VARIANTS[v]), decoder).tolist()
         per_task[str(d)] = rows
         summary[str(d)] = {m: summarize(r, None if m == "default_stgp" else ref) for m, r in rows.items()}
-    result = {"meta": machine_metadata(args.threads), "settings": settings,
-              "variants": {v: VARIANTS[v] for v in args.variants},
-              "weights": args.weights or "packaged", "default_config": InferenceConfig().to_dict(), "summary": summary, "per_task": per_task}
-    write_json(result, out_path)
+        result = {"meta": machine_metadata(args.threads), "settings": settings,
+                  "variants": {v: VARIANTS[v] for v in args.variants},
+                  "weights": args.weights or "packaged", "default_config": InferenceConfig().to_dict(),
+                  "summary": summary, "per_task": per_task}
+        write_json(result, out_path)  # after every d: a stopped run keeps what it finished
     if not args.no_plot:
         plot(result, plot_path)
     print(f"| d | method | test NLL | vs default | misses > {MISS_MARGIN} |")
