@@ -9,12 +9,17 @@ For each (n, d): n Sobol points of Levy(d) (negated, inputs in the unit cube), b
 evaluated with its gradient at a batch of ``--restarts`` random candidate sets of q points, as
 one L-BFGS-B step of ``optimize_acqf`` does: median over ``--repeats`` evaluations after a
 warm-up. The ratio amortized / default is the acquisition-speed goal's figure (at most 1.2).
-``--tiles-only`` turns off the broadcast path of small kernels, for a before/after comparison.
+``--tiles-only`` turns off the broadcast path of small kernels, for a before/after comparison;
+``--inference '{"sparsify": false}'`` sets the one pass's
+:class:`~pfn_kernels.inference.InferenceConfig` options (e.g. dense spectra, as before the
+sparse-spectrum stage). Each row records how many dimensions the one pass collapsed to an RBF
+factor.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,8 @@ from tqdm import tqdm  # noqa: E402
 
 from benchmarks._common import add_run_arguments, machine_metadata, median_seconds, set_threads, write_json  # noqa: E402
 from pfn_kernels.experiments import fit_surrogate  # noqa: E402
+from pfn_kernels.inference import InferenceConfig  # noqa: E402
+from pfn_kernels.inference.sparsity import is_collapsed  # noqa: E402
 
 METHODS = ("amortized", "default_stgp")
 
@@ -65,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiles-only", action="store_true",
                    help="no broadcast path for small kernels (the evaluation before it), for comparison")
+    p.add_argument("--inference", type=json.loads, default=None, metavar="JSON",
+                   help="InferenceConfig options of the one pass, as JSON (default: the defaults)")
     add_run_arguments(p, "acq_eval_speed", threads=1, plot=False)
     args = p.parse_args(argv)
     set_threads(args.threads)
@@ -72,24 +81,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         import pfn_kernels.kernels.covariance as covariance
 
         covariance.SMALL_ELEMENTS = 0
+    inference = None if args.inference is None else InferenceConfig.from_dict(args.inference)
     rows = []
     cases = [(n, d) for n in args.sizes for d in args.dims]
     for n, d in tqdm(cases, desc="(n, d)", disable=args.no_progress):
         X, Y = training_data(n, d, args.seed)
-        models = {m: fit_surrogate(m, X, Y, seed=args.seed)[0] for m in METHODS}
+        models = {m: fit_surrogate(m, X, Y, seed=args.seed, inference=inference)[0] for m in METHODS}
+        params = models["amortized"].covar_module.spectral_params
+        rbf_dims = int(is_collapsed(params.weights, params.means).sum())
         for q in args.q:
-            row: dict[str, Any] = {"n": n, "d": d, "q": q, "restarts": args.restarts}
+            row: dict[str, Any] = {"n": n, "d": d, "q": q, "restarts": args.restarts, "rbf_dims": rbf_dims}
             for m, model in models.items():
                 row[f"{m}_ms"] = 1000 * evaluation_seconds(model, X, q, args.restarts, args.repeats, args.seed)
             row["ratio"] = row["amortized_ms"] / row["default_stgp_ms"]
             rows.append(row)
     result = {"meta": machine_metadata(args.threads), "settings": vars(args) | {"out": str(args.out)},
+              "inference": (inference or InferenceConfig()).to_dict(),
               "rows": rows}
     write_json(result, args.out)
-    print("| n | d | q | amortized (ms) | default (ms) | ratio |\n|---|---|---|---|---|---|")
+    print("| n | d | q | RBF dims | amortized (ms) | default (ms) | ratio |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']} | {r['d']} | {r['q']} | {r['amortized_ms']:.2f} | {r['default_stgp_ms']:.2f} | "
-              f"{r['ratio']:.2f} |")
+        print(f"| {r['n']} | {r['d']} | {r['q']} | {r['rbf_dims']} | {r['amortized_ms']:.2f} | "
+              f"{r['default_stgp_ms']:.2f} | {r['ratio']:.2f} |")
     print(f"wrote {args.out}")
     return result
 

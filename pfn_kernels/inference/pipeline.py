@@ -11,7 +11,7 @@ outputscale, bounds.
    decoder's ``trained_max_context`` if larger), a seeded random subset of that size, in the
    data's order (:data:`SUBSAMPLE_SEED`: the same points for the same n), with a warning. The
    network, the evidence check and the calibration read the subset; the mean and outputscale
-   (step 6) read up to ``max_profile_points`` of all points. Time and memory stay bounded
+   (step 7) read up to ``max_profile_points`` of all points. Time and memory stay bounded
    whatever n;
 3. **the network** (:class:`~pfn_kernels.network.SpectralDecoder`), in its own device and dtype:
    a :class:`~pfn_kernels.spectral_params.SpectralEstimate`;
@@ -19,19 +19,22 @@ outputscale, bounds.
    ``config.evidence_check``): the decoded kernel against plain RBF kernels, against its own
    spectrum folded to frequency 0 and, for d = 1, against spectra on the periodogram's highest
    peaks, by marginal likelihood; a clearly better one replaces it;
-5. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
+5. **sparse spectra** (:func:`~pfn_kernels.inference.sparsity.sparsify`, if ``config.sparsify``):
+   dimensions collapsed to one zero-frequency Gaussian (an RBF factor, cheap to evaluate)
+   wherever that costs at most ``config.sparsity_margin`` nats per point of evidence;
+6. **calibration** (:func:`~pfn_kernels.inference.calibration.calibrate`, if
    ``config.calibrate``): per-dimension frequency dilations and a noise factor by profile
    marginal likelihood, with priors on both;
-6. **mean and outputscale**: the constant mean (0, the standardized sample mean, or the GLS
+7. **mean and outputscale**: the constant mean (0, the standardized sample mean, or the GLS
    mean with ``mean_mode="gls"``), then the profile outputscale of the residual, from one
    factorization (:func:`~pfn_kernels.inference.outputscale.gls_mean_and_outputscale`;
    :func:`~pfn_kernels.inference.outputscale.profile_outputscale` for the sample mean), or the
    network's guess with ``outputscale_mode="predicted"``;
-7. **bounds** (:func:`~pfn_kernels.inference.bounds.bound_estimate`): the documented output
+8. **bounds** (:func:`~pfn_kernels.inference.bounds.bound_estimate`): the documented output
    ranges, non-finite values replaced, with a warning; for finite in-range data no bit changes.
 
 Any other decoder, a callable ``(X, y) -> SpectralParams``, is used as it is unless a config is
-given; with one, its output goes through steps 4 to 7 like the network's (its noise read as a
+given; with one, its output goes through steps 4 to 8 like the network's (its noise read as a
 ratio to its outputscale, its outputscale as the guess).
 """
 
@@ -51,6 +54,7 @@ from pfn_kernels.inference.calibration import (
 )
 from pfn_kernels.inference.evidence import EVIDENCE_MARGIN, evidence_check
 from pfn_kernels.inference.outputscale import gls_mean, gls_mean_and_outputscale, profile_outputscale
+from pfn_kernels.inference.sparsity import SPARSITY_MARGIN, sparsify
 from pfn_kernels.network import SpectralDecoder
 from pfn_kernels.spectral_params import SpectralEstimate, SpectralParams
 from pfn_kernels.validation import DecoderWarning, check_decoder_inputs, warn_outside_unit_cube
@@ -107,6 +111,11 @@ class InferenceConfig:
         generalized-least-squares mean under the decoded kernel, the maximum-likelihood one).
     :param outputscale_prior_count: weight, in points, of the network's outputscale guess in
         the profile outputscale (the inverse-gamma prior's :math:`n_0`).
+    :param sparsify: collapse dimensions to one zero-frequency Gaussian (an RBF factor) where
+        the data's evidence allows it (:mod:`pfn_kernels.inference.sparsity`): the kernel then
+        costs one exponential per entry for all such dimensions together, which makes every
+        acquisition evaluation cheaper.
+    :param sparsity_margin: nats per point of evidence the collapse may cost.
 
     Example:
         >>> from pfn_kernels.inference import InferenceConfig
@@ -129,6 +138,8 @@ class InferenceConfig:
     evidence_folded: bool = True
     evidence_periodogram: bool = True
     calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
+    sparsify: bool = False
+    sparsity_margin: float = SPARSITY_MARGIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calibration_steps", tuple(float(v) for v in self.calibration_steps))
@@ -136,8 +147,8 @@ class InferenceConfig:
             raise ValueError(f"calibration_steps must be positive, got {self.calibration_steps}.")
         if self.mean_mode not in MEAN_MODES:
             raise ValueError(f"mean_mode must be 'sample' or 'gls', got {self.mean_mode!r}.")
-        if not (self.evidence_margin >= 0 and self.outputscale_prior_count >= 0):
-            raise ValueError("evidence_margin and outputscale_prior_count must be >= 0.")
+        if not (self.evidence_margin >= 0 and self.outputscale_prior_count >= 0 and self.sparsity_margin >= 0):
+            raise ValueError("evidence_margin, outputscale_prior_count and sparsity_margin must be >= 0.")
         if self.outputscale_mode not in OUTPUTSCALE_MODES:
             raise ValueError(
                 f"outputscale_mode must be 'profile' or 'predicted', got {self.outputscale_mode!r}."
@@ -258,6 +269,8 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
         est, _ = evidence_check(x, yy, est, ranges, config.evidence_margin,
                                 config.max_calibration_points, config.evidence_folded,
                                 config.evidence_periodogram)
+    if config.sparsify:
+        est, _ = sparsify(x, yy, est, ranges, config.sparsity_margin, config.max_calibration_points)
     if config.calibrate:
         est = calibrate(x, yy, est, ranges, config.calibration_sweeps, config.max_calibration_points,
                         config.calibration_steps, config.calibration_prior_std,

@@ -73,7 +73,10 @@ class AmortizedSpectralKernel(Kernel):
     on the CPU, is computed in cache-sized tiles with closed-form gradients
     (:mod:`pfn_kernels.kernels.tiled_kernel`; see :func:`spectral_mixture_covariance`);
     components of weight at most :data:`NEGLIGIBLE_WEIGHT` are left out and those at the
-    frequency floor skip their cosine (:data:`ZERO_FREQUENCY`).
+    frequency floor skip their cosine (:data:`ZERO_FREQUENCY`). Dimensions left with a single
+    zero-frequency component (RBF factors; the one pass collapses dimensions to these where the
+    data allow, see :mod:`pfn_kernels.inference.sparsity`) are merged into one exponential of a
+    weighted squared distance: a kernel of such dimensions only costs what an RBF costs.
 
     Hyperparameters are registered raw parameters, so the kernel can also be trained or refined
     by marginal likelihood: ``raw_mixture_logits`` (softmax over Q gives the weights),

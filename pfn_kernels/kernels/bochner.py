@@ -94,6 +94,26 @@ def negligible_components(
     return skip, unit
 
 
+def rbf_dimensions(skip: list[frozenset[int]], unit: list[frozenset[int]], num_components: int) -> dict[int, int]:
+    r"""The dimensions whose factor is one zero-frequency Gaussian once ``skip`` is left out.
+
+    Such a factor is :math:`w_{jq} e^{-2\pi^2 s_{jq}^2 \tau_j^2}`, an RBF factor; all of them
+    together are one exponential of a weighted squared distance,
+    :math:`\prod_j w_{jq_j} \exp(-2\pi^2 \sum_j s_{jq_j}^2 \tau_j^2)`.
+
+    :param skip: per dimension, the components left out (:func:`negligible_components`).
+    :param unit: per dimension, the components whose cosine is 1.
+    :param num_components: Q.
+    :return: ``{dimension: the one component kept}``.
+    """
+    out = {}
+    for j, (sk, un) in enumerate(zip(skip, unit)):
+        kept = [q for q in range(num_components) if q not in sk]
+        if len(kept) == 1 and kept[0] in un:
+            out[j] = kept[0]
+    return out
+
+
 def spectral_density(omega: Tensor, params: SpectralParams) -> Tensor:
     r"""Per-dimension spectral density :math:`S_j(\omega)` of the *shape* kernel (outputscale 1).
 

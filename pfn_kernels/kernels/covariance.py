@@ -9,6 +9,12 @@ plain tensor operations, one dimension factor (:func:`~pfn_kernels.kernels.bochn
 at a time. All compute the same numbers (to rounding; the broadcast path evaluates every
 component exactly, without the ``min_weight`` and ``unit_frequency`` shortcuts, which change
 each factor by at most their documented bounds).
+
+With those shortcuts, the dimensions whose spectrum is one zero-frequency Gaussian (an RBF
+factor, e.g. those collapsed by :func:`pfn_kernels.inference.sparsity.sparsify`) are merged
+first: together they are one exponential of a weighted squared distance
+(:func:`_rbf_covariance`, GPyTorch's ``sq_dist`` as in its ``RBFKernel``), so a kernel whose
+every dimension is collapsed costs what an RBF costs; the other dimensions take the paths above.
 """
 
 from __future__ import annotations
@@ -16,11 +22,17 @@ from __future__ import annotations
 import math
 
 import torch
+from gpytorch.kernels.kernel import sq_dist
 from torch import Tensor
 
-from pfn_kernels.kernels.bochner import TWO_PI, TWO_PI_SQ, dimension_factor, negligible_components
+from pfn_kernels.kernels.bochner import (
+    TWO_PI,
+    TWO_PI_SQ,
+    dimension_factor,
+    negligible_components,
+    rbf_dimensions,
+)
 from pfn_kernels.kernels.tiled_kernel import SpectralProduct
-
 
 #: Below this many (entry, dimension, component) terms the kernel is one broadcast expression
 #: (:func:`_broadcast_covariance`); above, the tiles or the per-dimension loop. Measured by
@@ -54,6 +66,8 @@ def spectral_mixture_covariance(
     :param min_weight: leave out components whose weight is at most this in every batch member
         (each factor changes by at most ``min_weight``; see :func:`negligible_components`).
     :param unit_frequency: take the cosine of components with frequency at most this as 1.
+        With either threshold > 0, the dimensions left with one zero-frequency component are
+        merged into one exponential (see the module docstring).
     :return: `(*batch, n, m)` covariance, or `(*batch, n)` with ``diag``.
     """
     d = x1.shape[-1]
@@ -61,6 +75,22 @@ def spectral_mixture_covariance(
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
     n, m, q = x1.shape[-2], x2.shape[-2], w.shape[-1]
+    shortcuts = min_weight > 0 or unit_frequency > 0
+    if shortcuts:
+        skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
+        rbf = rbf_dimensions(skip, unit, q)
+        if rbf:
+            out = _rbf_covariance(x1, x2.to(x1), w, s, rbf, diag)
+            rest = [j for j in range(d) if j not in rbf]
+            if rest:
+                out = out * spectral_mixture_covariance(
+                    x1[..., rest], x2[..., rest], w[..., rest, :], mu[..., rest, :], s[..., rest, :],
+                    diag=diag, min_weight=min_weight, unit_frequency=unit_frequency,
+                )
+            if outputscale is not None:
+                os = outputscale.to(x1)
+                out = out * (os[..., None] if diag else os[..., None, None])
+            return out
     batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
     if batch * n * (1 if diag else m) * d * q <= SMALL_ELEMENTS:
         out = _broadcast_covariance(x1, x2.to(x1), w, mu, s, diag)
@@ -68,9 +98,7 @@ def spectral_mixture_covariance(
             os = outputscale.to(x1)
             out = out * (os[..., None] if diag else os[..., None, None])
         return out
-    if min_weight > 0 or unit_frequency > 0:
-        skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
-    else:
+    if not shortcuts:
         skip = unit = [frozenset()] * d
     if x1.device.type == "cpu" and not diag and not _functorch_active():
         out = _tiled_covariance(x1, x2, w, mu, s, tuple(skip), tuple(unit))
@@ -90,6 +118,28 @@ def spectral_mixture_covariance(
         os = outputscale.to(x1)
         out = out * (os[..., None] if diag else os[..., None, None])
     return out
+
+
+def _rbf_covariance(x1: Tensor, x2: Tensor, w: Tensor, s: Tensor, rbf: dict[int, int], diag: bool) -> Tensor:
+    r"""The product of the RBF factors :math:`w_{jq_j} e^{-2\pi^2 s_{jq_j}^2 \tau_j^2}` over the
+    dimensions ``rbf`` (``{j: q_j}``): :math:`\prod_j w_{jq_j}\, e^{-\lVert z - z' \rVert^2}` with
+    :math:`z_j = \sqrt2\,\pi s_{jq_j} x_j`, the squared distances by GPyTorch's ``sq_dist``."""
+    dims, comps = list(rbf), list(rbf.values())
+    if len(dims) == x1.shape[-1] and not any(comps):  # the common case: no copies of the inputs
+        wk, sk = w[..., 0], s[..., 0]
+    else:
+        idx = torch.tensor(dims, device=x1.device)
+        wk, sk = w[..., idx, comps], s[..., idx, comps]  # (*kb, r)
+        x1, x2 = x1[..., dims], x2[..., dims]
+    coef = wk.prod(-1)  # (*kb)
+    root = (math.sqrt(TWO_PI_SQ) * sk).unsqueeze(-2)  # (*kb, 1, r)
+    z1, z2 = x1 * root, x2 * root
+    if diag:
+        return coef[..., None] * torch.exp(-(z1 - z2).square().sum(-1))
+    if z1.shape[:-2] != z2.shape[:-2]:  # sq_dist concatenates: the batch shapes must agree
+        batch = torch.broadcast_shapes(z1.shape[:-2], z2.shape[:-2])
+        z1, z2 = z1.expand(*batch, *z1.shape[-2:]), z2.expand(*batch, *z2.shape[-2:])
+    return coef[..., None, None] * torch.exp(-sq_dist(z1, z2))
 
 
 def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, diag: bool) -> Tensor:

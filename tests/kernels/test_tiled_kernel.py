@@ -201,3 +201,132 @@ def test_small_kernels_take_the_broadcast_path(monkeypatch):
     assert calls == [1]
     spectral_mixture_covariance(torch.rand(300, 6, dtype=DTYPE), torch.rand(300, 6, dtype=DTYPE), w, w, w)
     assert calls == [1]
+
+
+# ---------------------------------------------------------------- merged RBF dimensions
+SHORTCUTS = dict(min_weight=1e-16, unit_frequency=1.000001e-6)
+
+
+def collapsed_inputs(dtype=DTYPE, seed=13, kbatch=(2,)):
+    """d = 5 spectra, Q = 4, with dimensions 0, 2 and 3 one zero-frequency Gaussian (at
+    component 0, 1 and 0: the others of weight 1e-20, as the kernel stores zeros)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.softmax(torch.randn(*kbatch, 5, 4, generator=g, dtype=dtype), -1)
+    mu = 2 * torch.rand(*kbatch, 5, 4, generator=g, dtype=dtype)
+    s = 0.1 + torch.rand(*kbatch, 5, 4, generator=g, dtype=dtype)
+    for j, q in ((0, 0), (2, 1), (3, 0)):
+        w[..., j, :] = 1e-20
+        w[..., j, q] = 1.0
+        mu[..., j, :] = 1e-6
+    return w, mu, s
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_merged_rbf_dimensions_match_the_formula_with_gradients(path, dtype):
+    """Dimensions left with one zero-frequency component are one exponential of a weighted
+    squared distance: values, input and bandwidth gradients, the diagonal and kernel batches
+    agree with the plain formula (the dropped components of weight 1e-20 aside)."""
+    import pfn_kernels.kernels.covariance as covariance
+
+    w, mu, s = collapsed_inputs(dtype)
+    s.requires_grad_()
+    g = torch.Generator().manual_seed(14)
+    x1 = torch.rand(4, 1, 6, 5, generator=g, dtype=dtype).requires_grad_()
+    x2 = torch.rand(9, 5, generator=g, dtype=dtype).requires_grad_()
+    os = torch.tensor([1.5, 0.7], dtype=dtype)
+    calls = []
+    real = covariance._rbf_covariance
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(covariance, "_rbf_covariance", lambda *a: calls.append(a[-2]) or real(*a))
+        k = spectral_mixture_covariance(x1, x2, w, mu, s, outputscale=os, **SHORTCUTS)
+    assert calls == [{0: 0, 2: 1, 3: 0}]
+    want = os[:, None, None] * torch.stack(
+        [reference(x1[:, 0], x2.expand(4, 9, 5), w[b:b + 1], mu[b:b + 1], s[b:b + 1]) for b in range(2)], 1
+    )
+    # float64: the zero-frequency cosine taken as 1 changes each factor by < 2 pi^2 (1e-6)^2
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(k, want, **tol)
+    gk = torch.randn_like(k)
+    args = (x1, x2, s)
+    for got, ref in zip(torch.autograd.grad(k, args, gk), torch.autograd.grad(want, args, gk)):
+        torch.testing.assert_close(got, ref, **tol)
+    xd = torch.rand(4, 1, 9, 5, generator=g, dtype=dtype)
+    diag = spectral_mixture_covariance(xd, x2, w, mu, s, outputscale=os, diag=True, **SHORTCUTS)
+    torch.testing.assert_close(diag, want.new_tensor(0) + spectral_mixture_covariance(
+        xd, x2, w, mu, s, outputscale=os).diagonal(dim1=-2, dim2=-1), **tol)
+
+
+def test_merged_rbf_dimensions_pass_gradcheck():
+    w, mu, s = collapsed_inputs(kbatch=())
+    g = torch.Generator().manual_seed(15)
+    x1 = torch.rand(3, 5, generator=g, dtype=DTYPE).requires_grad_()
+    x2 = torch.rand(4, 5, generator=g, dtype=DTYPE).requires_grad_()
+    f = lambda a, b, c: spectral_mixture_covariance(a, b, w, mu, c, **SHORTCUTS)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x1, x2, s.requires_grad_()))
+
+
+def test_every_dimension_collapsed_is_gpytorch_rbf():
+    """One zero-frequency Gaussian of bandwidth s per dimension is an ARD RBF kernel with
+    lengthscale 1 / (2 pi s) (Bochner), computed without any per-dimension factor."""
+    from gpytorch.kernels import RBFKernel
+
+    import pfn_kernels.kernels.covariance as covariance
+
+    g = torch.Generator().manual_seed(16)
+    d = 4
+    s = 0.2 + torch.rand(d, 3, generator=g, dtype=DTYPE)
+    w = torch.full((d, 3), 1e-20, dtype=DTYPE)
+    w[:, 0] = 1.0
+    mu = torch.full((d, 3), 1e-6, dtype=DTYPE)
+    rbf = RBFKernel(ard_num_dims=d).to(DTYPE)
+    rbf.lengthscale = 1 / (2 * math.pi * s[:, 0])
+    x1, x2 = torch.rand(2, 7, d, generator=g, dtype=DTYPE), torch.rand(2, 30, d, generator=g, dtype=DTYPE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(covariance, "dimension_factor", None)  # never called
+        mp.setattr(covariance, "_broadcast_covariance", None)
+        k = spectral_mixture_covariance(x1, x2, w, mu, s, **SHORTCUTS)
+    torch.testing.assert_close(k, rbf(x1, x2).to_dense(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_merged_rbf_dimensions_on_cuda_match_the_cpu():
+    w, mu, s = collapsed_inputs()
+    g = torch.Generator().manual_seed(17)
+    x1, x2 = torch.rand(3, 6, 5, generator=g, dtype=DTYPE), torch.rand(3, 40, 5, generator=g, dtype=DTYPE)
+    cpu = spectral_mixture_covariance(x1, x2, w[:1], mu[:1], s[:1], **SHORTCUTS)
+    gpu = spectral_mixture_covariance(*(t.cuda() for t in (x1, x2, w[:1], mu[:1], s[:1])), **SHORTCUTS)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
+
+
+def test_merging_does_not_change_the_acquisition_decision(monkeypatch):
+    """With a collapsed kernel, ``optimize_acqf`` picks the same candidates whether the RBF
+    dimensions are merged or evaluated as spectral-mixture factors."""
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.models import SingleTaskGP
+    from botorch.optim import optimize_acqf
+
+    import pfn_kernels.kernels.covariance as covariance
+    from pfn_kernels import AmortizedSpectralKernel, SpectralParams
+
+    g = torch.Generator().manual_seed(18)
+    X = torch.rand(20, 3, generator=g, dtype=DTYPE)
+    Y = (torch.sin(5 * X[:, :1]) + X[:, 1:2] ** 2).to(DTYPE)
+    w = torch.zeros(3, 4, dtype=DTYPE)
+    w[:, 0] = 1.0
+    params = SpectralParams(w, torch.zeros_like(w), torch.full_like(w, 0.8), torch.tensor(1.0, dtype=DTYPE),
+                            torch.tensor(1e-4, dtype=DTYPE))
+
+    def candidates() -> torch.Tensor:
+        kernel = AmortizedSpectralKernel().to(DTYPE)
+        kernel.set_spectral_params(params)
+        model = SingleTaskGP(X, Y, covar_module=kernel, outcome_transform=None).eval()
+        model.likelihood.noise = params.noise
+        torch.manual_seed(0)  # the sampler's seed and the raw samples
+        acq = qLogNoisyExpectedImprovement(model, X_baseline=X)
+        bounds = torch.stack([torch.zeros(3), torch.ones(3)]).to(DTYPE)
+        return optimize_acqf(acq, bounds=bounds, q=2, num_restarts=2, raw_samples=32)[0]
+
+    merged = candidates()
+    monkeypatch.setattr(covariance, "rbf_dimensions", lambda *a: {})
+    unmerged = candidates()
+    torch.testing.assert_close(merged, unmerged, rtol=1e-6, atol=1e-8)
