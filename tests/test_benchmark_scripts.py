@@ -241,8 +241,10 @@ def test_summary_figure_script_reads_the_recorded_results(tmp_path):
 def test_acq_eval_speed_script(tmp_path, capsys):
     acq_eval_speed = load_script("acq_eval_speed")
     out = acq_eval_speed.main(["--sizes", "12", "--dims", "2", "--q", "1", "2", "--repeats", "2",
-                               "--out", str(tmp_path / "a.json"), "--no-progress"])
+                               "--out", str(tmp_path / "a.json"), "--no-progress",
+                               "--inference", '{"sparsify": true, "sparsity_margin": 10.0}'])
     assert [(r["n"], r["d"], r["q"]) for r in out["rows"]] == [(12, 2, 1), (12, 2, 2)]
+    assert out["inference"]["sparsify"] and all(r["rbf_dims"] == 2 for r in out["rows"])  # all collapsed
     assert all(r["amortized_ms"] > 0 and r["default_stgp_ms"] > 0 for r in out["rows"])
     assert json.loads((tmp_path / "a.json").read_text())["rows"][0]["ratio"] > 0
     assert "| 12 | 2 | 2 |" in capsys.readouterr().out
