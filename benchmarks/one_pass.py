@@ -65,6 +65,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "folded_noise_prior2": {"evidence_folded": True, "calibration_noise_prior_std": 2.0},
     "no_periodogram": {"evidence_periodogram": False},
     "periodogram": {"evidence_periodogram": True},
+    "dense": {"sparsify": False},  # the stages before the sparse-spectrum stage
     "sparse": {"sparsify": True},
     "sparse_0.003": {"sparsify": True, "sparsity_margin": 0.003},
     "sparse_0.03": {"sparsify": True, "sparsity_margin": 0.03},

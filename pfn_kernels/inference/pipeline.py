@@ -114,7 +114,9 @@ class InferenceConfig:
     :param sparsify: collapse dimensions to one zero-frequency Gaussian (an RBF factor) where
         the data's evidence allows it (:mod:`pfn_kernels.inference.sparsity`): the kernel then
         costs one exponential per entry for all such dimensions together, which makes every
-        acquisition evaluation cheaper.
+        acquisition evaluation cheaper. On held-out prior tasks it also predicts better
+        (``benchmarks/one_pass.py``, variant ``sparse``; BENCHMARKS.md); ``False`` keeps the
+        decoded spectra whole, as before.
     :param sparsity_margin: nats per point of evidence the collapse may cost.
 
     Example:
@@ -138,7 +140,7 @@ class InferenceConfig:
     evidence_folded: bool = True
     evidence_periodogram: bool = True
     calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
-    sparsify: bool = False
+    sparsify: bool = True
     sparsity_margin: float = SPARSITY_MARGIN
 
     def __post_init__(self) -> None:

@@ -148,7 +148,7 @@ def test_any_decoder_as_it_is_or_through_the_stages():
     decoder = FixedDecoder(2)
     plain = decode_spectral_params(X, y, decoder)  # no config: the callable's output as it is
     assert torch.equal(plain.means, decoder(X, y).means) and float(plain.noise) == pytest.approx(0.02)
-    staged = decode_spectral_params(X, y, decoder, InferenceConfig(evidence_check=False, mean_mode="sample"))
+    staged = decode_spectral_params(X, y, decoder, InferenceConfig(evidence_check=False, sparsify=False, mean_mode="sample"))
     # the estimate it reads: noise as a ratio to the outputscale, the outputscale as the guess
     est = SpectralEstimate.from_params(decoder(X[None], y[None]))
     cal = calibrate(X[None], y[None], est)
