@@ -15,6 +15,8 @@ factor, e.g. those collapsed by :func:`pfn_kernels.inference.sparsity.sparsify`)
 first: together they are one exponential of a weighted squared distance
 (:func:`_rbf_covariance`, GPyTorch's ``sq_dist`` as in its ``RBFKernel``), so a kernel whose
 every dimension is collapsed costs what an RBF costs; the other dimensions take the paths above.
+A small kernel with only some dimensions collapsed stays one broadcast expression (selecting
+the columns of each group would cost more than the merge saves).
 """
 
 from __future__ import annotations
@@ -75,11 +77,15 @@ def spectral_mixture_covariance(
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
     n, m, q = x1.shape[-2], x2.shape[-2], w.shape[-1]
+    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
+    small = batch * n * (1 if diag else m) * d * q <= SMALL_ELEMENTS
     shortcuts = min_weight > 0 or unit_frequency > 0
     if shortcuts:
         skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
         rbf = rbf_dimensions(skip, unit, q)
-        if rbf:
+        # merged: always when every dimension is an RBF factor; for a few of them, only in a
+        # large kernel (in a small one, splitting the columns costs more than it saves)
+        if len(rbf) == d or (rbf and not small):
             out = _rbf_covariance(x1, x2.to(x1), w, s, rbf, diag)
             rest = [j for j in range(d) if j not in rbf]
             if rest:
@@ -91,8 +97,7 @@ def spectral_mixture_covariance(
                 os = outputscale.to(x1)
                 out = out * (os[..., None] if diag else os[..., None, None])
             return out
-    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
-    if batch * n * (1 if diag else m) * d * q <= SMALL_ELEMENTS:
+    if small:
         out = _broadcast_covariance(x1, x2.to(x1), w, mu, s, diag)
         if outputscale is not None:
             os = outputscale.to(x1)
