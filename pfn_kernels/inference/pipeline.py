@@ -115,8 +115,9 @@ class InferenceConfig:
         the data's evidence allows it (:mod:`pfn_kernels.inference.sparsity`): the kernel then
         costs one exponential per entry for all such dimensions together, which makes every
         acquisition evaluation cheaper. On held-out prior tasks it also predicts better
-        (``benchmarks/one_pass.py``, variant ``sparse``; BENCHMARKS.md); ``False`` keeps the
-        decoded spectra whole, as before.
+        (``benchmarks/one_pass.py``, variant ``sparse``); in whole BO runs its regret was level
+        with the dense spectra but its acquisition optimizations took more evaluations, so it
+        is off by default (BENCHMARKS.md, "Sparse spectra").
     :param sparsity_margin: nats per point of evidence the collapse may cost.
 
     Example:
@@ -140,7 +141,7 @@ class InferenceConfig:
     evidence_folded: bool = True
     evidence_periodogram: bool = True
     calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
-    sparsify: bool = True
+    sparsify: bool = False
     sparsity_margin: float = SPARSITY_MARGIN
 
     def __post_init__(self) -> None:

@@ -89,16 +89,17 @@ def test_one_dimension_and_realizations():
 
 
 def test_pipeline_option_gives_rbf_dimensions():
-    """With ``sparsify`` (the default) the one pass returns collapsed dimensions on a smooth
-    function; without, none."""
+    """With ``sparsify=True`` the one pass returns collapsed dimensions on a smooth function;
+    without (the default), none."""
     g = torch.Generator().manual_seed(3)
     X = torch.rand(40, 3, generator=g, dtype=DTYPE)
     y = torch.sin(3 * X[:, 0]) + X[:, 1] ** 2
     y = (y - y.mean()) / y.std()
     dense = decode_spectral_params(X, y, config=InferenceConfig(sparsify=False))
-    sparse = decode_spectral_params(X, y, config=InferenceConfig(sparsity_margin=0.05))  # the default: on
+    sparse = decode_spectral_params(X, y, config=InferenceConfig(sparsify=True, sparsity_margin=0.05))
     assert not is_collapsed(dense.weights, dense.means).any()
     assert is_collapsed(sparse.weights, sparse.means).any()
     with pytest.raises(ValueError, match="sparsity_margin"):
         InferenceConfig(sparsity_margin=-0.1)
-    assert not InferenceConfig.from_dict(InferenceConfig(sparsify=False).to_dict()).sparsify
+    assert not InferenceConfig().sparsify
+    assert InferenceConfig.from_dict(InferenceConfig(sparsify=True).to_dict()).sparsify
