@@ -19,7 +19,6 @@ What it gains and costs is measured by ``benchmarks/calibration.py`` (see ``BENC
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor
 
 from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
+from pfn_kernels.inference.subsample import strided_subsample
 from pfn_kernels.kernels.bochner import dimension_factor, negligible_components
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -111,8 +111,7 @@ def calibrate(
         ``log_noise_ratio``; deterministic.
     """
     ranges = ranges or OutputRanges()
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    x, y = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    x, y = strided_subsample(x, y, max_points)  # x (B, n, d); y (B, n) or (B, n, M)
     w, mu, s, log_r = est.weights, est.means, est.scales, est.log_noise_ratio
     b, d = mu.shape[0], mu.shape[-2]
     lo_s, hi_s = ranges.min_scale, ranges.max_scale

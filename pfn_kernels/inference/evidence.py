@@ -43,6 +43,7 @@ from torch import Tensor
 from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
 from pfn_kernels.inference.calibration import MAX_CALIBRATION_POINTS
+from pfn_kernels.inference.subsample import strided_subsample
 from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -96,8 +97,7 @@ def evidence_check(
     :return: the estimate (replaced where an alternative won) and `(B,)` booleans saying where.
     """
     ranges = ranges or OutputRanges()
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    xs, ys = x[:, ::stride], y[:, ::stride]
+    xs, ys = strided_subsample(x, y, max_points)
     b, n, d = xs.shape
     lo, hi = ranges.log_noise_ratio_range
     noise = torch.tensor(EVIDENCE_NOISE, dtype=est.log_noise_ratio.dtype,

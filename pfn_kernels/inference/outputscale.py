@@ -18,12 +18,11 @@ maximizes :math:`\log \mathcal N(\mathbf y; 0, \alpha (K + rI))` over :math:`\al
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from pfn_kernels.exact_gp import gls_quadratic_form, profile_quadratic_form
+from pfn_kernels.inference.subsample import strided_subsample
 from pfn_kernels.kernels import spectral_mixture_covariance
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -102,8 +101,7 @@ def _kernel_on_subsample(
     x: Tensor, y: Tensor, est: SpectralEstimate, max_points: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """A strided subsample of at most ``max_points`` points and the estimate's unit kernel on it."""
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    xs, ys = x[:, ::stride], y[:, ::stride]  # x (B, n, d); y (B, n) or (B, n, M)
+    xs, ys = strided_subsample(x, y, max_points)  # x (B, n, d); y (B, n) or (B, n, M)
     return xs, ys, spectral_mixture_covariance(xs, xs, est.weights, est.means, est.scales)
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
 from pfn_kernels.inference.calibration import MAX_CALIBRATION_POINTS
+from pfn_kernels.inference.subsample import strided_subsample
 from pfn_kernels.kernels.bochner import TWO_PI_SQ, dimension_factor
 from pfn_kernels.spectral_params import SpectralEstimate
 
@@ -108,8 +109,7 @@ def sparsify(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}.")
     ranges = ranges or OutputRanges()
-    stride = max(1, math.ceil(x.shape[-2] / max_points))
-    xs, ys = x[:, ::stride], y[:, ::stride]
+    xs, ys = strided_subsample(x, y, max_points)
     b, n, d = xs.shape
     chunk = max(1, MAX_FACTOR_ENTRIES // max(1, d * n * n))
     masks = [
