@@ -76,52 +76,64 @@ def spectral_mixture_covariance(
     if weights.shape[-2] != d:
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
-    n, m, q = x1.shape[-2], x2.shape[-2], w.shape[-1]
-    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
-    small = batch * n * (1 if diag else m) * d * q <= SMALL_ELEMENTS
-    shortcuts = min_weight > 0 or unit_frequency > 0
-    if shortcuts:
+    skip = unit = None
+    if min_weight > 0 or unit_frequency > 0:
         skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
-        rbf = rbf_dimensions(skip, unit, q)
+        rbf = rbf_dimensions(skip, unit, w.shape[-1])
         # merged: always when every dimension is an RBF factor; for a few of them, only in a
         # large kernel (in a small one, splitting the columns costs more than it saves)
-        if len(rbf) == d or (rbf and not small):
+        if len(rbf) == d or (rbf and not _is_small(x1, x2, w, diag)):
             out = _rbf_covariance(x1, x2.to(x1), w, s, rbf, diag)
             rest = [j for j in range(d) if j not in rbf]
             if rest:
-                out = out * spectral_mixture_covariance(
+                out = out * _mixture_covariance(
                     x1[..., rest], x2[..., rest], w[..., rest, :], mu[..., rest, :], s[..., rest, :],
-                    diag=diag, min_weight=min_weight, unit_frequency=unit_frequency,
+                    diag, [skip[j] for j in rest], [unit[j] for j in rest],
                 )
-            if outputscale is not None:
-                os = outputscale.to(x1)
-                out = out * (os[..., None] if diag else os[..., None, None])
-            return out
-    if small:
-        out = _broadcast_covariance(x1, x2.to(x1), w, mu, s, diag)
-        if outputscale is not None:
-            os = outputscale.to(x1)
-            out = out * (os[..., None] if diag else os[..., None, None])
+            return _scaled(out, outputscale, diag)
+    return _scaled(_mixture_covariance(x1, x2, w, mu, s, diag, skip, unit), outputscale, diag)
+
+
+def _is_small(x1: Tensor, x2: Tensor, w: Tensor, diag: bool) -> bool:
+    """Whether the kernel has at most :data:`SMALL_ELEMENTS` entry-dimension-component terms."""
+    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
+    entries = batch * x1.shape[-2] * (1 if diag else x2.shape[-2])
+    return entries * w.shape[-2] * w.shape[-1] <= SMALL_ELEMENTS
+
+
+def _scaled(out: Tensor, outputscale: Tensor | None, diag: bool) -> Tensor:
+    """``out`` times the outputscale `(*kbatch)` (broadcast over the entries), if there is one."""
+    if outputscale is None:
         return out
-    if not shortcuts:
+    os = outputscale.to(out)
+    return out * (os[..., None] if diag else os[..., None, None])
+
+
+def _mixture_covariance(
+    x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, diag: bool,
+    skip: list[frozenset[int]] | None, unit: list[frozenset[int]] | None,
+) -> Tensor:
+    """The unit-outputscale kernel by the broadcast expression (small), the tiles (CPU) or the
+    per-dimension loop; ``skip`` and ``unit`` (``None``: no shortcuts) apply to the latter two."""
+    if _is_small(x1, x2, w, diag):
+        return _broadcast_covariance(x1, x2.to(x1), w, mu, s, diag)
+    d = x1.shape[-1]
+    if skip is None or unit is None:
         skip = unit = [frozenset()] * d
     if x1.device.type == "cpu" and not diag and not _functorch_active():
-        out = _tiled_covariance(x1, x2, w, mu, s, tuple(skip), tuple(unit))
-    else:  # an accelerator (a few large operations per component suit it better than tiles),
-        # diagonals, and torch.func transforms (vmap, jacrev, ...), which need plain tensor ops
-        out = None
-        for j in range(d):
-            if diag:
-                tau = (x1[..., :, j] - x2[..., :, j]).unsqueeze(-1)  # (*b, n, 1)
-                wj, mj, sj = w[..., None, j, :], mu[..., None, j, :], s[..., None, j, :]  # (*kb, 1, Q)
-            else:
-                tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
-                wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
-            comp = dimension_factor(tau, wj, mj, sj, skip[j], unit[j])
-            out = comp if out is None else out * comp
-    if outputscale is not None:
-        os = outputscale.to(x1)
-        out = out * (os[..., None] if diag else os[..., None, None])
+        return _tiled_covariance(x1, x2, w, mu, s, tuple(skip), tuple(unit))
+    # an accelerator (a few large operations per component suit it better than tiles),
+    # diagonals, and torch.func transforms (vmap, jacrev, ...), which need plain tensor ops
+    out = None
+    for j in range(d):
+        if diag:
+            tau = (x1[..., :, j] - x2[..., :, j]).unsqueeze(-1)  # (*b, n, 1)
+            wj, mj, sj = w[..., None, j, :], mu[..., None, j, :], s[..., None, j, :]  # (*kb, 1, Q)
+        else:
+            tau = (x1[..., :, None, j] - x2[..., None, :, j]).unsqueeze(-1)  # (*b, n, m, 1)
+            wj, mj, sj = (t[..., None, None, j, :] for t in (w, mu, s))  # (*kb, 1, 1, Q)
+        comp = dimension_factor(tau, wj, mj, sj, skip[j], unit[j])
+        out = comp if out is None else out * comp
     return out
 
 
