@@ -4,11 +4,15 @@ Usage:
     python benchmarks/soak.py                                   # 200 trials, shipped weights
     python benchmarks/soak.py --trials 5 --out /tmp/soak.json   # a smoke run
     python benchmarks/soak.py --decoder runs/default/decoder.safetensors
+    python benchmarks/soak.py --strategy default --out benchmarks/results/soak_default.json  # Ax's GP
 
 An Ax ``Client`` minimizes Hartmann6 (``botorch.test_functions.Hartmann``, 6 dimensions on
 :math:`[0, 1]^6`, minimum -3.32237) with :func:`pfn_kernels.ax.amortized_generation_strategy`:
 ``--num-sobol`` Sobol trials, then one amortized GP fit and one ``qLogNoisyExpectedImprovement``
-candidate per trial, sequentially. What it checks over a long run:
+candidate per trial, sequentially; ``--strategy default`` runs Ax's own default instead (the same
+Sobol node, then Ax's modular BoTorch generator with its default surrogate, a ``SingleTaskGP``
+fitted by ``fit_gpytorch_mll``, and the same acquisition function and optimizer budget), for the
+side-by-side comparison. What it checks over a long run:
 
 - **no failed trials**: any exception while generating or completing a trial is recorded (with
   its message) and the trial marked failed; the run goes on;
@@ -106,12 +110,36 @@ def memory_snapshot(trial: int, start: float) -> dict[str, Any]:
     return snap
 
 
+STRATEGIES = ("amortized", "default")
+
+
+def default_generation_strategy(num_sobol: int, seed: int, optimizer_kwargs: dict[str, int] | None = None):
+    """Ax's default strategy, built by the dispatch the amortized one uses (method ``"fast"``:
+    Ax's default surrogate), with the same Sobol node, acquisition class and optimizer budget."""
+    from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
+    from ax.api.utils.structs import GenerationStrategyDispatchStruct
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+
+    struct = GenerationStrategyDispatchStruct(
+        method="fast", initialization_budget=num_sobol, initialization_random_seed=seed,
+        initialize_with_center=False, use_existing_trials_for_initialization=True,
+    )
+    strategy = choose_generation_strategy(struct, botorch_acqf_class=qLogNoisyExpectedImprovement)
+    if optimizer_kwargs:
+        spec = strategy.nodes_by_name["MBM"].generator_specs[0]
+        spec.generator_gen_kwargs = {"model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)}}
+    return strategy
+
+
 def make_client(num_sobol: int, decoder: str | None, seed: int,
-                optimizer_kwargs: dict[str, int] | None = None):
+                optimizer_kwargs: dict[str, int] | None = None, strategy: str = "amortized"):
     from ax.api.client import Client
     from ax.api.configs import RangeParameterConfig
 
     from pfn_kernels.ax import amortized_generation_strategy
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
 
     client = Client(random_seed=seed)
     client.configure_experiment(
@@ -122,9 +150,11 @@ def make_client(num_sobol: int, decoder: str | None, seed: int,
     )
     client.configure_optimization(objective="-hartmann6")
     # optimizer_kwargs: a smaller acquisition optimization than Ax's default (quick runs)
-    strategy = amortized_generation_strategy(num_sobol=num_sobol, decoder=decoder, seed=seed,
-                                             optimizer_kwargs=optimizer_kwargs)
-    client.set_generation_strategy(strategy)
+    if strategy == "default":
+        client.set_generation_strategy(default_generation_strategy(num_sobol, seed, optimizer_kwargs))
+    else:
+        client.set_generation_strategy(amortized_generation_strategy(
+            num_sobol=num_sobol, decoder=decoder, seed=seed, optimizer_kwargs=optimizer_kwargs))
     return client
 
 
@@ -136,8 +166,12 @@ def run_soak(
     checkpoints: tuple[int, ...] = (50, 200),
     progress: bool = True,
     optimizer_kwargs: dict[str, int] | None = None,
+    strategy: str = "amortized",
 ) -> dict[str, Any]:
     """Run the loop; return the results dictionary (see the module docstring).
+
+    ``strategy``: ``"amortized"`` (:func:`pfn_kernels.ax.amortized_generation_strategy`) or
+    ``"default"`` (:func:`default_generation_strategy`, Ax's own).
 
     ``optimizer_kwargs`` (e.g. ``{"num_restarts": 2, "raw_samples": 32}``) replace Ax's default
     acquisition optimization budget; ``None`` keeps Ax's defaults.
@@ -147,7 +181,7 @@ def run_soak(
     hartmann = Hartmann(dim=6)
     tracemalloc.start()
     start = time.perf_counter()
-    client = make_client(num_sobol, decoder, seed, optimizer_kwargs)
+    client = make_client(num_sobol, decoder, seed, optimizer_kwargs, strategy)
     failures: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -192,7 +226,8 @@ def run_soak(
         "known_minimum": HARTMANN6_MIN,
         "trials": trials,
         "num_sobol": num_sobol,
-        "decoder": decoder or "default (shipped weights)",
+        "strategy": strategy,
+        "decoder": (decoder or "default (shipped weights)") if strategy == "amortized" else None,
         "seed": seed,
         "acquisition_optimizer_kwargs": optimizer_kwargs or "Ax defaults",
         "failed_trials": len(failures),
@@ -219,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-sobol", type=int, default=10)
     p.add_argument("--decoder", help="shipped weights name or .safetensors path (default: shipped)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", choices=STRATEGIES, default="amortized",
+                   help="amortized (default) or Ax's default GP, for the side-by-side comparison")
     p.add_argument("--checkpoints", type=int, nargs="*", default=[50, 200],
                    help="trials at which memory is recorded (and the last one)")
     p.add_argument("--num-restarts", type=int, help="acquisition restarts (default: Ax's)")
@@ -231,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                                           ("raw_samples", args.raw_samples)) if v is not None}
     results = run_soak(args.trials, args.num_sobol, args.decoder, args.seed,
                        tuple(args.checkpoints), progress=not args.quiet,
-                       optimizer_kwargs=optimizer_kwargs or None)
+                       optimizer_kwargs=optimizer_kwargs or None, strategy=args.strategy)
     results = {"machine": machine_metadata(args.threads), **results}
     write_json(results, args.out)
     print(f"{results['failed_trials']} failed trials, best {results['best_value']:.4f}; "

@@ -37,9 +37,13 @@ from pfn_kernels.kernels.bochner import (
 from pfn_kernels.kernels.tiled_kernel import SpectralProduct
 
 #: Below this many (entry, dimension, component) terms the kernel is one broadcast expression
-#: (:func:`_broadcast_covariance`); above, the tiles or the per-dimension loop. Measured by
-#: ``benchmarks/kernel_speed.py``.
-SMALL_ELEMENTS = 1 << 15
+#: (:func:`_broadcast_covariance`); above, the tiles or the per-dimension loop. The two cost the
+#: same (value and candidate gradient, 1 thread) between about 1e5 and 3e5 terms; below, the
+#: broadcast expression is up to 2x faster (the cross covariance of an acquisition step's
+#: candidates and pruned baseline with 100 training points at d = 6, 4 × 5 × 100 × 6 × 4 terms:
+#: 2.1 ms against 4.5 ms); above, the tiles are (``benchmarks/kernel_speed.py``; BENCHMARKS.md,
+#: "Kernel evaluation and acquisition time").
+SMALL_ELEMENTS = 1 << 17
 
 
 def spectral_mixture_covariance(

@@ -38,3 +38,17 @@ def test_twenty_trial_soak_has_no_failures(tmp_path):
     assert [m["trial"] for m in results["memory"]] == [10, 20]
     assert all(m["ru_maxrss_mib"] > 0 for m in results["memory"])
     assert results["best_value"] < 0  # Hartmann6 is negative near its optima
+
+
+@pytest.mark.slow
+def test_soak_runs_axs_default_strategy_side_by_side():
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    results = soak.run_soak(trials=7, num_sobol=5, checkpoints=(7,), progress=False,
+                            optimizer_kwargs={"num_restarts": 2, "raw_samples": 32}, strategy="default")
+    assert results["failed_trials"] == 0, results["failures"]
+    assert results["strategy"] == "default" and results["decoder"] is None
+    assert results["seconds_per_trial"]["MBM"]["count"] == 2
+    with pytest.raises(ValueError, match="strategy"):
+        soak.make_client(5, None, 0, strategy="nonsense")
