@@ -248,3 +248,24 @@ def test_acq_eval_speed_script(tmp_path, capsys):
     assert all(r["amortized_ms"] > 0 and r["default_stgp_ms"] > 0 for r in out["rows"])
     assert json.loads((tmp_path / "a.json").read_text())["rows"][0]["ratio"] > 0
     assert "| 12 | 2 | 2 |" in capsys.readouterr().out
+
+
+def test_step_cost_figure_script_totals_and_medians(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    step_cost_figure = load_script("step_cost_figure")
+    run = lambda method, seed, fit, acq: {"method": method, "problem": "branin", "seed": seed,  # noqa: E731
+                                          "n_init": 5, "fit_times": fit, "acq_times": acq}
+    runs = [run("amortized", 0, [0.1, 0.1], [1.0, 3.0]), run("amortized", 1, [0.3, 0.2], [2.0, 1.0]),
+            run("amortized", 2, [0.2, 0.3], [3.0, 2.0]),
+            run("default_stgp", 0, [1.0, 1.0], [1.0, 1.0]), run("default_stgp", 1, [1.0, 1.0], [1.0, 1.0])]
+    path = tmp_path / "bo.json"
+    path.write_text(json.dumps({"runs": runs}))
+    costs = step_cost_figure.main(["--runs", str(path), "--out", str(tmp_path / "s.png")])
+    assert costs["amortized"]["observations"] == [5, 6]
+    assert costs["amortized"]["fit_median_s"] == pytest.approx([0.2, 0.2])
+    assert costs["amortized"]["acq_median_s"] == pytest.approx([2.0, 2.0])
+    assert costs["amortized"]["acq_total_s"] == pytest.approx(12.0)
+    assert costs["default_stgp"]["fit_total_s"] == pytest.approx(4.0)
+    # totals 13.2 s against 8 s: ratios 1.65 (total) and 3.00 (acquisition)
+    assert "| amortized | 1.2 | 12.0 | 13.2 | 1.65 | 3.00 |" in capsys.readouterr().out
+    assert (tmp_path / "s.png").stat().st_size > 10_000
