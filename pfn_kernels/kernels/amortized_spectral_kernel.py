@@ -76,7 +76,9 @@ class AmortizedSpectralKernel(Kernel):
     frequency floor skip their cosine (:data:`ZERO_FREQUENCY`). Dimensions left with a single
     zero-frequency component (RBF factors; the one pass collapses dimensions to these where the
     data allow, see :mod:`pfn_kernels.inference.sparsity`) are merged into one exponential of a
-    weighted squared distance: a kernel of such dimensions only costs what an RBF costs.
+    weighted squared distance: a kernel of such dimensions only costs what an RBF costs. Rows
+    shared by every batch member (an acquisition's baseline, repeated for each restart) are
+    evaluated once.
 
     Hyperparameters are registered raw parameters, so the kernel can also be trained or refined
     by marginal likelihood: ``raw_mixture_logits`` (softmax over Q gives the weights),

@@ -17,6 +17,13 @@ first: together they are one exponential of a weighted squared distance
 every dimension is collapsed costs what an RBF costs; the other dimensions take the paths above.
 A small kernel with only some dimensions collapsed stays one broadcast expression (selecting
 the columns of each group would cost more than the merge saves).
+
+Rows that every batch member shares are evaluated once (:func:`_with_shared_heads`): an
+acquisition function over the joint posterior of a fixed baseline and q candidates asks, for each
+of its restarts, for the covariance of the same baseline rows with the same training points, and
+late in a BO run those rows are most of the work (30 baseline rows, 20 restarts, 150 points at
+d = 6: forward and candidate gradient 7 ms instead of 93 ms). Values are unchanged, and so are
+the gradients of every input, each batch member's its own.
 """
 
 from __future__ import annotations
@@ -80,6 +87,11 @@ def spectral_mixture_covariance(
     if weights.shape[-2] != d:
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
+    plain_batch = w.dim() == 2 and (outputscale is None or outputscale.dim() == 0)
+    if not diag and plain_batch and not _functorch_active():
+        heads = _shared_heads(x1, x2, w)
+        if heads is not None:
+            return _with_shared_heads(x1, x2, w, mu, s, outputscale, min_weight, unit_frequency, *heads)
     skip = unit = None
     if min_weight > 0 or unit_frequency > 0:
         skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
@@ -96,6 +108,120 @@ def spectral_mixture_covariance(
                 )
             return _scaled(out, outputscale, diag)
     return _scaled(_mixture_covariance(x1, x2, w, mu, s, diag, skip, unit), outputscale, diag)
+
+
+def _shared_heads(x1: Tensor, x2: Tensor, w: Tensor) -> tuple[int, int] | None:
+    """``(k1, k2)``: the leading rows of ``x1`` and of ``x2`` that every batch member shares, if
+    the block they span is worth computing once (``None`` otherwise).
+
+    An acquisition function over the joint posterior of a fixed baseline and candidates (BoTorch's
+    ``qLogNoisyExpectedImprovement``: ``cat([X_baseline, X])`` for every restart) asks for the
+    covariance of the same baseline rows with the same training points once per batch member;
+    those rows are compared by value (rows with NaN never match).
+    """
+    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+    members = math.prod(batch)
+    if members < 2 or _is_small(x1, x2, w, False):
+        return None
+    k1, k2 = _leading_shared_rows(x1, batch), _leading_shared_rows(x2, batch)
+    if k1 == 0 or k2 == 0 or k1 * k2 * (members - 1) * w.shape[-1] * w.shape[-2] < SMALL_ELEMENTS:
+        return None  # too little to save for the extra operations
+    return k1, k2
+
+
+def _leading_shared_rows(x: Tensor, batch: torch.Size) -> int:
+    """The number of leading rows of `(*b, r, d)` that are equal in every member of ``batch``."""
+    r = x.shape[-2]
+    if math.prod(x.shape[:-2]) == 1:  # broadcast over the batch: every row is shared
+        return r
+    flat = x.reshape(-1, *x.shape[-2:])
+    same = (flat == flat[:1]).all(-1).all(0)  # (r,)
+    return int(same.cumprod(0).sum())
+
+
+def _with_shared_heads(
+    x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None,
+    min_weight: float, unit_frequency: float, k1: int, k2: int,
+) -> Tensor:
+    r"""The kernel with its shared block (the first ``k1`` rows of every batch member against the
+    first ``k2`` columns, the same in all of them) computed once.
+
+    The shared block :math:`K_{hh}` is evaluated for one member, differentiably in the kernel's
+    parameters (their gradient is that of the block times the sum of its output gradients over
+    the members, as for separate copies). The inputs' gradients come from its derivatives
+    :math:`D_{rmj} = \partial K_{rm} / \partial \tau_j` (:func:`_tau_gradient`), so that every
+    member gets its own: :math:`\partial L / \partial x_{1,rj} = \sum_m G_{rm} D_{rmj}` and
+    :math:`\partial L / \partial x_{2,mj} = -\sum_r G_{rm} D_{rmj}`. The other blocks are
+    evaluated per member as usual. Values are those of the plain evaluation (to rounding).
+    """
+    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+    (r, d), m = x1.shape[-2:], x2.shape[-2]
+    a, b = x1.expand(*batch, r, d), x2.to(x1).expand(*batch, m, d)
+    h1 = a.reshape(-1, r, d)[0, :k1].detach()
+    h2 = b.reshape(-1, m, d)[0, :k2].detach()
+    shortcuts = {"min_weight": min_weight, "unit_frequency": unit_frequency}
+    block = spectral_mixture_covariance(h1, h2, w, mu, s, outputscale, **shortcuts)  # (k1, k2)
+    head = block.expand(*batch, k1, k2)
+    a1, b2 = a[..., :k1, :], b[..., :k2, :]
+    if torch.is_grad_enabled() and (a1.requires_grad or b2.requires_grad):
+        with torch.no_grad():
+            D = _tau_gradient(h1, h2, w, mu, s)
+            if outputscale is not None:
+                D = D * outputscale.to(D)
+        head = head + _SharedBlockGradient.apply(a1, b2, D)
+    top = head
+    if k2 < m:
+        rest = spectral_mixture_covariance(a1, b[..., k2:, :], w, mu, s, outputscale, **shortcuts)
+        top = torch.cat([head, rest], -1)
+    if k1 == r:
+        return top.contiguous()  # not an expanded view of one block: callers may write into it
+    bottom = spectral_mixture_covariance(a[..., k1:, :], b, w, mu, s, outputscale, **shortcuts)
+    return torch.cat([top, bottom], -2)
+
+
+class _SharedBlockGradient(torch.autograd.Function):
+    """Zeros in the forward pass; in the backward pass the input gradients of a shared kernel
+    block from its derivatives ``D`` `(k1, k2, d)` (see :func:`_with_shared_heads`)."""
+
+    @staticmethod
+    def forward(ctx, x1: Tensor, x2: Tensor, D: Tensor) -> Tensor:
+        ctx.save_for_backward(D)
+        return x1.new_zeros(*x1.shape[:-1], x2.shape[-2])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        (D,) = ctx.saved_tensors
+        g1 = torch.einsum("...rm,rmj->...rj", grad, D) if ctx.needs_input_grad[0] else None
+        g2 = -torch.einsum("...rm,rmj->...mj", grad, D) if ctx.needs_input_grad[1] else None
+        return g1, g2, None
+
+
+#: Most (entry, dimension, component) terms :func:`_tau_gradient` holds at once (rows in chunks).
+_GRADIENT_CHUNK = 1 << 21
+
+
+def _tau_gradient(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor) -> Tensor:
+    r"""`(n, m, d)` derivatives :math:`\partial K_{ab} / \partial \tau_j` of the unit-outputscale
+    kernel of x1 `(n, d)` and x2 `(m, d)` (parameters `(d, Q)`), by the closed form of
+    :mod:`pfn_kernels.kernels.tiled_kernel`: :math:`(\prod_{i \ne j} F_i)\, F_j'(\tau_j)`, the
+    products left of and right of j without division (a factor can be 0)."""
+    n, m, d = x1.shape[0], x2.shape[0], x1.shape[1]
+    c, a = -TWO_PI_SQ * s.square(), TWO_PI * mu  # (d, Q)
+    rows = max(1, _GRADIENT_CHUNK // max(1, m * d * w.shape[-1]))
+    out = []
+    for r0 in range(0, n, rows):
+        tau = (x1[r0 : r0 + rows, None, :] - x2[None]).unsqueeze(-1)  # (r, m, d, 1)
+        e = w * torch.exp(c * tau.square())
+        phase = a * tau
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        f = (e * cos).sum(-1)  # (r, m, d)
+        df = (e * (2 * c * tau * cos - a * sin)).sum(-1)
+        ones = torch.ones_like(f[..., :1])
+        left = torch.cat([ones, f[..., :-1]], -1).cumprod(-1)
+        right = torch.cat([ones, f.flip(-1)[..., :-1]], -1).cumprod(-1).flip(-1)
+        out.append(left * right * df)
+    return torch.cat(out) if out else x1.new_zeros(0, m, d)
 
 
 def _is_small(x1: Tensor, x2: Tensor, w: Tensor, diag: bool) -> bool:
