@@ -183,10 +183,11 @@ def test_kernel_speed_script(tmp_path, capsys):
                              "--out", str(tmp_path / "k.json"), "--plot", str(tmp_path / "k.png"),
                              "--no-progress"])
     saved = json.loads((tmp_path / "k.json").read_text())
-    assert len(saved["kernel"]) == 3 and (tmp_path / "k.png").is_file()
-    for row in saved["kernel"]:  # the library's tiled evaluation agrees with the plain formula
-        assert row["max_abs_difference"] < 1e-8 and row["tiled_ms"] > 0
+    assert len(saved["kernel"]) == 4 and (tmp_path / "k.png").is_file()
+    for row in saved["kernel"]:  # the library's evaluation agrees with the plain formula
+        assert row["max_abs_difference"] < 1e-8 and row["tiled_ms"] > 0 and row["library_ms"] > 0
     assert out["acquisition"][0]["default STGP"]["seconds"] > 0
+    assert out["acquisition"][0]["amortized"]["evaluations"] > 0
     assert "| 16 |" in capsys.readouterr().out
 
 
