@@ -165,9 +165,7 @@ def _with_shared_heads(
     a1, b2 = a[..., :k1, :], b[..., :k2, :]
     if torch.is_grad_enabled() and (a1.requires_grad or b2.requires_grad):
         with torch.no_grad():
-            D = _tau_gradient(h1, h2, w, mu, s)
-            if outputscale is not None:
-                D = D * outputscale.to(D)
+            D = _cached_tau_gradient(h1, h2, w, mu, s, outputscale)
         head = head + _SharedBlockGradient.apply(a1, b2, D)
     top = head
     if k2 < m:
@@ -195,6 +193,31 @@ class _SharedBlockGradient(torch.autograd.Function):
         g1 = torch.einsum("...rm,rmj->...rj", grad, D) if ctx.needs_input_grad[0] else None
         g2 = -torch.einsum("...rm,rmj->...mj", grad, D) if ctx.needs_input_grad[1] else None
         return g1, g2, None
+
+
+class _LastDerivatives:
+    """The derivatives of the last shared block, with the inputs and parameters they were computed
+    for (compared by value): the evaluations of one acquisition optimization share one block."""
+
+    key: tuple[Tensor, ...] = ()
+    value: Tensor | None = None
+
+
+def _cached_tau_gradient(
+    h1: Tensor, h2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None
+) -> Tensor:
+    """:func:`_tau_gradient` times the outputscale, reused while its inputs are equal."""
+    os = torch.ones((), dtype=h1.dtype, device=h1.device) if outputscale is None else outputscale.to(h1)
+    key = (h1, h2, w, mu, s, os)
+    last = _LastDerivatives
+    same = len(last.key) == len(key) and all(
+        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+        for a, b in zip(last.key, key)
+    )
+    if not same:
+        last.key = tuple(t.detach().clone() for t in key)
+        last.value = _tau_gradient(h1, h2, w, mu, s) * os.detach()
+    return last.value
 
 
 #: Most (entry, dimension, component) terms :func:`_tau_gradient` holds at once (rows in chunks).

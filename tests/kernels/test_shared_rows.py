@@ -96,6 +96,26 @@ def test_each_member_gets_the_gradient_of_its_own_shared_rows(always_shared):
     assert not torch.allclose(got[0, :6], got[1, :6])  # different output gradients, different input ones
 
 
+def test_the_block_derivatives_are_reused_only_for_equal_inputs(always_shared):
+    """One optimization evaluates the same block many times; a changed parameter or baseline
+    must not reuse the last derivatives."""
+    w, mu, s, os = parameters()
+    x1, _, x2 = baseline_and_candidates()
+    for step in range(3):
+        if step == 1:
+            with torch.no_grad():
+                s.mul_(1.3)  # new hyperparameters, in place (as a refit writes them)
+        if step == 2:
+            x1 = x1.detach().clone()
+            x1[:, :6] += 0.01  # a new baseline
+            x1.requires_grad_()
+        g = torch.randn(x1.shape[0], x1.shape[1], x2.shape[1], dtype=DTYPE)
+        got = torch.autograd.grad(spectral_mixture_covariance(x1, x2, w, mu, s, os), x1, g)[0]
+        want = torch.autograd.grad(reference(x1, x2, w, mu, s, os), x1, g)[0]
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert covariance._LastDerivatives.value is not None
+
+
 def test_shared_rows_on_both_sides(always_shared):
     """The joint covariance of baseline and candidates with itself: the baseline block once."""
     w, mu, s, os = parameters()
