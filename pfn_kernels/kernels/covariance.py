@@ -29,6 +29,7 @@ the gradients of every input, each batch member's its own.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from gpytorch.kernels.kernel import sq_dist
@@ -144,42 +145,70 @@ def _with_shared_heads(
     min_weight: float, unit_frequency: float, k1: int, k2: int,
 ) -> Tensor:
     r"""The kernel with its shared block (the first ``k1`` rows of every batch member against the
-    first ``k2`` columns, the same in all of them) computed once.
-
-    The shared block :math:`K_{hh}` is evaluated for one member, differentiably in the kernel's
-    parameters (their gradient is that of the block times the sum of its output gradients over
-    the members, as for separate copies). The inputs' gradients come from its derivatives
-    :math:`D_{rmj} = \partial K_{rm} / \partial \tau_j` (:func:`_tau_gradient`), so that every
-    member gets its own: :math:`\partial L / \partial x_{1,rj} = \sum_m G_{rm} D_{rmj}` and
-    :math:`\partial L / \partial x_{2,mj} = -\sum_r G_{rm} D_{rmj}`. The other blocks are
-    evaluated per member as usual. Values are those of the plain evaluation (to rounding).
-    """
+    first ``k2`` columns, the same in all of them) computed once (:class:`_SharedBlockCache`,
+    :class:`_SharedBlock` for the parameters' gradients, :class:`_SharedBlockInputs` for the
+    inputs'); the other blocks are evaluated per member as usual. Values are those of the plain evaluation (to
+    rounding), and so are the gradients of every input."""
     batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
     (r, d), m = x1.shape[-2:], x2.shape[-2]
     a, b = x1.expand(*batch, r, d), x2.to(x1).expand(*batch, m, d)
     h1 = a.reshape(-1, r, d)[0, :k1].detach()
     h2 = b.reshape(-1, m, d)[0, :k2].detach()
     shortcuts = {"min_weight": min_weight, "unit_frequency": unit_frequency}
-    block = spectral_mixture_covariance(h1, h2, w, mu, s, outputscale, **shortcuts)  # (k1, k2)
-    head = block.expand(*batch, k1, k2)
     a1, b2 = a[..., :k1, :], b[..., :k2, :]
-    if torch.is_grad_enabled() and (a1.requires_grad or b2.requires_grad):
-        with torch.no_grad():
-            D = _cached_tau_gradient(h1, h2, w, mu, s, outputscale)
-        head = head + _SharedBlockGradient.apply(a1, b2, D)
-    top = head
+    wants_inputs = torch.is_grad_enabled() and (a1.requires_grad or b2.requires_grad)
+    values, D = _SharedBlockCache.get(h1, h2, w, mu, s, outputscale, shortcuts, derivatives=wants_inputs)
+    block = _SharedBlock.apply(values, w, mu, s, outputscale, h1, h2, shortcuts)
+    top = block.expand(*batch, k1, k2)
+    if wants_inputs:
+        top = top + _SharedBlockInputs.apply(a1, b2, D)
+    else:
+        top = top.contiguous()  # not an expanded view of one block: callers may write into it
     if k2 < m:
         rest = spectral_mixture_covariance(a1, b[..., k2:, :], w, mu, s, outputscale, **shortcuts)
-        top = torch.cat([head, rest], -1)
+        top = torch.cat([top, rest], -1)
     if k1 == r:
-        return top.contiguous()  # not an expanded view of one block: callers may write into it
+        return top
     bottom = spectral_mixture_covariance(a[..., k1:, :], b, w, mu, s, outputscale, **shortcuts)
     return torch.cat([top, bottom], -2)
 
 
-class _SharedBlockGradient(torch.autograd.Function):
-    """Zeros in the forward pass; in the backward pass the input gradients of a shared kernel
-    block from its derivatives ``D`` `(k1, k2, d)` (see :func:`_with_shared_heads`)."""
+class _SharedBlock(torch.autograd.Function):
+    r"""The block :math:`K_{hh}` every batch member shares, from :class:`_SharedBlockCache`, as a
+    function of the kernel parameters: its backward pass (which autograd runs only when the
+    parameters' gradient is asked for; an acquisition optimizer asks for the candidates' alone)
+    re-evaluates the block with autograd for their vector-Jacobian product. The output gradient
+    it receives is already summed over the batch members, as for separate copies."""
+
+    @staticmethod
+    def forward(ctx, values, w, mu, s, outputscale, h1, h2, shortcuts):
+        ctx.save_for_backward(w, mu, s, outputscale if outputscale is not None else torch.empty(0))
+        ctx.has_outputscale, ctx.h, ctx.shortcuts = outputscale is not None, (h1, h2), shortcuts
+        return values.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        need = ctx.needs_input_grad[1:5]
+        leaves = [t.detach().requires_grad_() for t in ctx.saved_tensors]
+        if not ctx.has_outputscale:
+            leaves[3] = None
+        wanted = [i for i in range(4) if need[i] and leaves[i] is not None]
+        out: list[Tensor | None] = [None, None, None, None]
+        if wanted:
+            with torch.enable_grad():
+                block = spectral_mixture_covariance(*ctx.h, *leaves, **ctx.shortcuts)
+                got = torch.autograd.grad(block, [leaves[i] for i in wanted], grad, allow_unused=True)
+            for i, g in zip(wanted, got):
+                out[i] = torch.zeros_like(leaves[i]) if g is None else g
+        return (None, *out, None, None, None)
+
+
+class _SharedBlockInputs(torch.autograd.Function):
+    r"""Zeros in the forward pass; in the backward pass every batch member's input gradients of
+    the shared block from its derivatives :math:`D_{rmj} = \partial K_{rm} / \partial \tau_j`
+    `(k1, k2, d)` (:func:`_tau_gradient`): :math:`\partial L / \partial x_{1,rj} = \sum_m G_{rm}
+    D_{rmj}` and :math:`\partial L / \partial x_{2,mj} = -\sum_r G_{rm} D_{rmj}`."""
 
     @staticmethod
     def forward(ctx, x1: Tensor, x2: Tensor, D: Tensor) -> Tensor:
@@ -195,29 +224,41 @@ class _SharedBlockGradient(torch.autograd.Function):
         return g1, g2, None
 
 
-class _LastDerivatives:
-    """The derivatives of the last shared block, with the inputs and parameters they were computed
-    for (compared by value): the evaluations of one acquisition optimization share one block."""
+class _SharedBlockCache:
+    """Values and derivatives of the last few shared blocks, with the inputs and parameters they
+    were computed for (compared by value): one acquisition optimization evaluates the same few
+    blocks (the baseline against the training points, and against itself) at every step."""
 
-    key: tuple[Tensor, ...] = ()
-    value: Tensor | None = None
+    size = 4
+    #: Blocks with more derivative entries than this are computed once per call, not kept.
+    max_entries = 1 << 21
+    entries: ClassVar[list[list]] = []  # [key, block, derivatives or None], most recent first
+
+    @classmethod
+    def get(cls, h1: Tensor, h2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None,
+            shortcuts: dict[str, float], derivatives: bool) -> tuple[Tensor, Tensor | None]:
+        os = torch.ones((), dtype=h1.dtype, device=h1.device) if outputscale is None else outputscale.to(h1)
+        key = (h1, h2, w, mu, s, os, shortcuts["min_weight"], shortcuts["unit_frequency"])
+        entry = next((e for e in cls.entries if _same(e[0], key)), None)
+        if entry is None:
+            with torch.no_grad():
+                block = spectral_mixture_covariance(h1, h2, w, mu, s, outputscale, **shortcuts)
+            entry = [tuple(t.detach().clone() if isinstance(t, Tensor) else t for t in key), block, None]
+        if derivatives and entry[2] is None:
+            with torch.no_grad():
+                entry[2] = _tau_gradient(h1, h2, w, mu, s) * os
+        others = [e for e in cls.entries if e is not entry]
+        kept = h1.shape[0] * h2.shape[0] * h1.shape[1] <= cls.max_entries
+        cls.entries = ([entry] if kept else []) + others[: cls.size - 1]
+        return entry[1], entry[2]
 
 
-def _cached_tau_gradient(
-    h1: Tensor, h2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None
-) -> Tensor:
-    """:func:`_tau_gradient` times the outputscale, reused while its inputs are equal."""
-    os = torch.ones((), dtype=h1.dtype, device=h1.device) if outputscale is None else outputscale.to(h1)
-    key = (h1, h2, w, mu, s, os)
-    last = _LastDerivatives
-    same = len(last.key) == len(key) and all(
-        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
-        for a, b in zip(last.key, key)
+def _same(saved: tuple, key: tuple) -> bool:
+    return all(
+        (a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b))
+        if isinstance(a, Tensor) else a == b
+        for a, b in zip(saved, key)
     )
-    if not same:
-        last.key = tuple(t.detach().clone() for t in key)
-        last.value = _tau_gradient(h1, h2, w, mu, s) * os.detach()
-    return last.value
 
 
 #: Most (entry, dimension, component) terms :func:`_tau_gradient` holds at once (rows in chunks).

@@ -113,7 +113,7 @@ def test_the_block_derivatives_are_reused_only_for_equal_inputs(always_shared):
         got = torch.autograd.grad(spectral_mixture_covariance(x1, x2, w, mu, s, os), x1, g)[0]
         want = torch.autograd.grad(reference(x1, x2, w, mu, s, os), x1, g)[0]
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    assert covariance._LastDerivatives.value is not None
+    assert covariance._SharedBlockCache.entries
 
 
 def test_shared_rows_on_both_sides(always_shared):
@@ -206,3 +206,23 @@ def test_acquisition_decision_unchanged(monkeypatch):
     shared = candidate(True)
     assert (60, 60) in taken  # the baseline (all 60 points) against the training points, once
     torch.testing.assert_close(shared, candidate(False), rtol=1e-6, atol=1e-6)
+
+
+def test_candidate_gradients_alone_do_not_reevaluate_the_block(always_shared, monkeypatch):
+    """An acquisition optimizer asks for the candidates' gradient alone: the block is then taken
+    from the cache, and its parameter backward (a re-evaluation) never runs."""
+    w, mu, s, os = parameters()
+    x1, _, x2 = baseline_and_candidates()
+    reevaluated = []
+    backward = covariance._SharedBlock.backward
+    monkeypatch.setattr(covariance._SharedBlock, "backward",
+                        staticmethod(lambda ctx, g: reevaluated.append(1) or backward(ctx, g)))
+    covariance._SharedBlockCache.entries = []
+    computed = []
+    tau_gradient = covariance._tau_gradient
+    monkeypatch.setattr(covariance, "_tau_gradient", lambda *a: computed.append(1) or tau_gradient(*a))
+    for _ in range(3):
+        torch.autograd.grad(spectral_mixture_covariance(x1, x2, w, mu, s, os).sum(), x1)
+    assert not reevaluated and len(computed) == 1  # the derivatives once, for three evaluations
+    torch.autograd.grad(spectral_mixture_covariance(x1, x2, w, mu, s, os).sum(), w)
+    assert reevaluated
