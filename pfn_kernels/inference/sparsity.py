@@ -40,7 +40,7 @@ from pfn_kernels.exact_gp import profile_log_likelihood
 from pfn_kernels.inference.bounds import OutputRanges
 from pfn_kernels.inference.calibration import MAX_CALIBRATION_POINTS
 from pfn_kernels.inference.subsample import strided_subsample
-from pfn_kernels.kernels.bochner import TWO_PI_SQ, dimension_factor
+from pfn_kernels.kernels.bochner import TWO_PI_SQ, dimension_factor, exclusive_products
 from pfn_kernels.spectral_params import SpectralEstimate
 
 #: Default margin, in nats per point, that collapsing dimensions may cost in evidence.
@@ -144,11 +144,8 @@ def _collapse_mask(xs: Tensor, ys: Tensor, est: SpectralEstimate, ranges: Output
     k_full = full_k.prod(0)
     ll_full = profile_log_likelihood(k_full, ys, log_r)  # (B,)
 
-    # 1. each dimension alone: the full kernel with factor j swapped (prefix and suffix products,
-    # no division: an oscillating factor can be 0)
-    prefix = torch.cat([torch.ones_like(full_k[:1]), full_k[:-1].cumprod(0)])
-    suffix = torch.cat([full_k.flip(0)[:-1].cumprod(0).flip(0), torch.ones_like(full_k[:1])])
-    ll_one = profile_log_likelihood(prefix * suffix * rbf_k, ys, log_r)  # (d, B)
+    # 1. each dimension alone: the full kernel with factor j swapped
+    ll_one = profile_log_likelihood(exclusive_products(full_k, 0) * rbf_k, ys, log_r)  # (d, B)
     cost = (ll_full - ll_one).nan_to_num(math.inf, math.inf, math.inf)  # -inf ll (failed) -> never
     order = cost.argsort(0)  # (d, B), cheapest first
 

@@ -69,6 +69,18 @@ def dimension_factor(
     return out
 
 
+def exclusive_products(factors: Tensor, dim: int = -1) -> Tensor:
+    r""":math:`\prod_{i \ne j} F_i` for every j along ``dim``, without division (a factor of an
+    oscillating kernel can be 0): the product of the factors before j times that of those after.
+    The derivative of a product kernel with respect to one dimension's lag is this times that
+    dimension's own derivative."""
+    ones = torch.ones_like(factors.narrow(dim, 0, 1))
+    before = torch.cat([ones, factors.narrow(dim, 0, factors.shape[dim] - 1)], dim).cumprod(dim)
+    flipped = factors.flip(dim)
+    after = torch.cat([ones, flipped.narrow(dim, 0, factors.shape[dim] - 1)], dim).cumprod(dim).flip(dim)
+    return before * after
+
+
 def negligible_components(
     weights: Tensor, means: Tensor, min_weight: float = 0.0, unit_frequency: float = 0.0
 ) -> tuple[list[frozenset[int]], list[frozenset[int]]]:

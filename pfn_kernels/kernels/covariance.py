@@ -39,6 +39,7 @@ from pfn_kernels.kernels.bochner import (
     TWO_PI,
     TWO_PI_SQ,
     dimension_factor,
+    exclusive_products,
     negligible_components,
     rbf_dimensions,
 )
@@ -268,8 +269,8 @@ _GRADIENT_CHUNK = 1 << 21
 def _tau_gradient(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor) -> Tensor:
     r"""`(n, m, d)` derivatives :math:`\partial K_{ab} / \partial \tau_j` of the unit-outputscale
     kernel of x1 `(n, d)` and x2 `(m, d)` (parameters `(d, Q)`), by the closed form of
-    :mod:`pfn_kernels.kernels.tiled_kernel`: :math:`(\prod_{i \ne j} F_i)\, F_j'(\tau_j)`, the
-    products left of and right of j without division (a factor can be 0)."""
+    :mod:`pfn_kernels.kernels.tiled_kernel`: :math:`(\prod_{i \ne j} F_i)\, F_j'(\tau_j)`
+    (:func:`~pfn_kernels.kernels.bochner.exclusive_products`)."""
     n, m, d = x1.shape[0], x2.shape[0], x1.shape[1]
     c, a = -TWO_PI_SQ * s.square(), TWO_PI * mu  # (d, Q)
     rows = max(1, _GRADIENT_CHUNK // max(1, m * d * w.shape[-1]))
@@ -281,10 +282,7 @@ def _tau_gradient(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor) -> T
         cos, sin = torch.cos(phase), torch.sin(phase)
         f = (e * cos).sum(-1)  # (r, m, d)
         df = (e * (2 * c * tau * cos - a * sin)).sum(-1)
-        ones = torch.ones_like(f[..., :1])
-        left = torch.cat([ones, f[..., :-1]], -1).cumprod(-1)
-        right = torch.cat([ones, f.flip(-1)[..., :-1]], -1).cumprod(-1).flip(-1)
-        out.append(left * right * df)
+        out.append(exclusive_products(f, -1) * df)
     return torch.cat(out) if out else x1.new_zeros(0, m, d)
 
 

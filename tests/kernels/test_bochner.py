@@ -11,6 +11,7 @@ import torch
 from pfn_kernels import AmortizedSpectralKernel, SpectralParams
 from pfn_kernels.kernels.bochner import (
     density_from_kernel,
+    exclusive_products,
     kernel_from_density,
     spectral_density,
 )
@@ -202,3 +203,12 @@ def test_spectral_mixture_covariance_outputscale_none_is_shape():
         spectral_mixture_covariance(
             torch.rand(4, 3), torch.rand(4, 3), p.weights, p.means, p.scales
         )
+
+
+def test_exclusive_products_without_division():
+    f = torch.tensor([[2.0, 0.0, 3.0, -1.5], [0.5, 4.0, 1.0, 2.0]], dtype=torch.float64)
+    want = torch.stack([torch.cat([f[:, :j], f[:, j + 1:]], -1).prod(-1) for j in range(4)], -1)
+    torch.testing.assert_close(exclusive_products(f, -1), want, rtol=0, atol=0)
+    assert exclusive_products(f, -1)[0, 1] == -9.0  # the zero factor's own slot is not 0
+    torch.testing.assert_close(exclusive_products(f.T, 0), want.T, rtol=0, atol=0)
+    assert torch.equal(exclusive_products(f[:, :1], -1), torch.ones(2, 1, dtype=torch.float64))
