@@ -76,6 +76,20 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tupl
     return statistics.median(times), times
 
 
+def interleaved_seconds(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds of each call over ``repeats`` rounds, each round calling every one once in turn,
+    after ``warmup`` untimed rounds: a machine's drift over minutes then hits all of them alike
+    (compare them by the per-round ratios)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(warmup + repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 #: Mean and standard error of the mean (SE 0 for one value, NaN for none): the library's helper.
 mean_se = mean_stderr
 

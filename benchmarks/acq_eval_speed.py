@@ -10,8 +10,8 @@ evaluated with its gradient with respect to the candidates (``torch.autograd.gra
 ``optimize_acqf`` takes it: no hyperparameter gradients) at a batch of ``--restarts`` random
 candidate sets of q points, as one L-BFGS-B step of ``optimize_acqf`` does: median over
 ``--repeats`` evaluations after a warm-up, the two models timed in alternation (one evaluation
-of each per round). The ratio amortized / default (the median of the per-round ratios) is the acquisition-speed goal's figure
-(at most 1.2).
+of each per round). The ratio amortized / default (the median of the per-round ratios) is the
+acquisition-speed goal's figure (at most 1.2).
 ``--tiles-only`` turns off the broadcast path of small kernels and ``--small-elements N`` sets its
 size limit, for before/after comparisons;
 ``--inference '{"sparsify": false}'`` sets the one pass's
@@ -26,9 +26,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
@@ -36,7 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from benchmarks._common import add_run_arguments, machine_metadata, set_threads, write_json  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    add_run_arguments,
+    interleaved_seconds,
+    machine_metadata,
+    set_threads,
+    write_json,
+)
 from pfn_kernels.experiments import fit_surrogate  # noqa: E402
 from pfn_kernels.inference import InferenceConfig  # noqa: E402
 from pfn_kernels.inference.sparsity import is_collapsed  # noqa: E402
@@ -66,19 +71,6 @@ def evaluation_step(model: Any, X: torch.Tensor, q: int, restarts: int, seed: in
         torch.autograd.grad(acq(Z).sum(), Z)
 
     return step
-
-
-def interleaved_ms(steps: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Milliseconds of each step over ``repeats`` rounds, each round timing every step once in
-    turn (after ``warmup`` untimed rounds): the machine's drift then hits both models alike."""
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for r in range(warmup + repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if r >= warmup:
-                times[name].append(1e3 * (time.perf_counter() - start))
-    return times
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -117,9 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for q in args.q:
             row: dict[str, Any] = {"n": n, "d": d, "q": q, "restarts": args.restarts, "rbf_dims": rbf_dims}
             steps = {m: evaluation_step(model, X, q, args.restarts, args.seed) for m, model in models.items()}
-            times = interleaved_ms(steps, args.repeats)
+            times = interleaved_seconds(steps, args.repeats, warmup=3)  # both models alike
             for m, ts in times.items():
-                row[f"{m}_ms"] = statistics.median(ts)
+                row[f"{m}_ms"] = 1e3 * statistics.median(ts)
             # the median of the per-round ratios: the figure least sensitive to drift
             row["ratio"] = statistics.median(a / b for a, b in zip(times["amortized"], times["default_stgp"]))
             rows.append(row)

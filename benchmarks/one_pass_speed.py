@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,7 +37,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from benchmarks._common import add_run_arguments, machine_metadata, set_threads, write_json  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    add_run_arguments,
+    interleaved_seconds,
+    machine_metadata,
+    set_threads,
+    write_json,
+)
 from benchmarks.fit_speed import task_data  # noqa: E402
 from benchmarks.one_pass import VARIANTS  # noqa: E402
 from pfn_kernels.inference import InferenceConfig, decode_spectral_params  # noqa: E402
@@ -80,17 +85,10 @@ def timed_calls(X: torch.Tensor, y: torch.Tensor, variants: Sequence[str]) -> di
 
 
 def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each call over ``repeats`` rounds (each round calls every one once, in turn),
-    after one untimed warm-up round."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.inference_mode():  # as the pass runs its stages
-        for r in range(repeats + 1):
-            for name, fn in calls.items():
-                start = time.perf_counter()
-                fn()
-                if r:
-                    times[name].append(time.perf_counter() - start)
-    return times
+    """Seconds of each call over ``repeats`` interleaved rounds after one untimed warm-up round,
+    in inference mode (as the pass runs its stages)."""
+    with torch.inference_mode():
+        return interleaved_seconds(calls, repeats, warmup=1)
 
 
 def summarize(times: dict[str, list[float]], reference: str | None) -> dict[str, Any]:
