@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from unittest import mock
 
 import torch
 from torch import Tensor
@@ -100,32 +101,18 @@ def rbf_kernel():
     return SingleTaskGP(X, X[:, :1]).covar_module
 
 
-class rows_per_member:
-    """Context manager: no shared-rows shortcut (every batch member's rows evaluated)."""
+def rows_per_member() -> contextlib.AbstractContextManager:
+    """No shared-rows shortcut inside the block: every batch member's rows evaluated."""
+    import pfn_kernels.kernels.covariance as module
 
-    def __enter__(self):  # noqa: ANN204
-        import pfn_kernels.kernels.covariance as module
-
-        self.module, self.saved = module, module._shared_heads
-        module._shared_heads = lambda *args: None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.module._shared_heads = self.saved
+    return mock.patch.object(module, "_shared_heads", lambda *args: None)
 
 
-class plain_evaluation:
-    """Context manager: the kernel module evaluates with :func:`plain_covariance`."""
+def plain_evaluation() -> contextlib.AbstractContextManager:
+    """The kernel module evaluates with :func:`plain_covariance` inside the block."""
+    import pfn_kernels.kernels.amortized_spectral_kernel as module
 
-    def __enter__(self):  # noqa: ANN204
-        import pfn_kernels.kernels.amortized_spectral_kernel as module
-
-        self.module, self.saved = module, module.spectral_mixture_covariance
-        module.spectral_mixture_covariance = plain_covariance
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.module.spectral_mixture_covariance = self.saved
+    return mock.patch.object(module, "spectral_mixture_covariance", plain_covariance)
 
 
 def kernel_timings(sizes: Sequence[int], repeats: int) -> list[dict[str, Any]]:
