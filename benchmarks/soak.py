@@ -124,10 +124,10 @@ def default_generation_strategy(num_sobol: int, seed: int, optimizer_kwargs: dic
         method="fast", initialization_budget=num_sobol, initialization_random_seed=seed,
         initialize_with_center=False, use_existing_trials_for_initialization=True,
     )
+    from pfn_kernels.ax import set_optimizer_kwargs
+
     strategy = choose_generation_strategy(struct, botorch_acqf_class=qLogNoisyExpectedImprovement)
-    if optimizer_kwargs:
-        spec = strategy.nodes_by_name["MBM"].generator_specs[0]
-        spec.generator_gen_kwargs = {"model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)}}
+    set_optimizer_kwargs(strategy, optimizer_kwargs)
     return strategy
 
 

@@ -358,10 +358,16 @@ def amortized_generation_strategy(
     strategy = choose_generation_strategy(
         struct, model_config=model_config, botorch_acqf_class=acquisition_class
     )
+    set_optimizer_kwargs(strategy, optimizer_kwargs)
+    return strategy
+
+
+def set_optimizer_kwargs(strategy: GenerationStrategy, optimizer_kwargs: dict[str, Any] | None) -> None:
+    """Give the ``"MBM"`` node of ``strategy`` these ``optimize_acqf`` options for every candidate
+    (e.g. ``{"num_restarts": 10, "raw_samples": 512}``); ``None`` or ``{}`` keeps Ax's."""
     if optimizer_kwargs:
         spec = strategy.nodes_by_name["MBM"].generator_specs[0]
         spec.generator_gen_kwargs = {"model_gen_options": {"optimizer_kwargs": dict(optimizer_kwargs)}}
-    return strategy
 
 
 __all__ = [
@@ -369,4 +375,5 @@ __all__ = [
     "amortized_generation_strategy",
     "amortized_model_config",
     "resolve_decoder",
+    "set_optimizer_kwargs",
 ]
