@@ -148,8 +148,8 @@ def _with_shared_heads(
     r"""The kernel with its shared block (the first ``k1`` rows of every batch member against the
     first ``k2`` columns, the same in all of them) computed once (:class:`_SharedBlockCache`,
     :class:`_SharedBlock` for the parameters' gradients, :class:`_SharedBlockInputs` for the
-    inputs'); the other blocks are evaluated per member as usual. Values are those of the plain evaluation (to
-    rounding), and so are the gradients of every input."""
+    inputs'); the other blocks are evaluated per member as usual. Values are those of the plain
+    evaluation (to rounding), and so are the gradients of every input."""
     batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
     (r, d), m = x1.shape[-2:], x2.shape[-2]
     a, b = x1.expand(*batch, r, d), x2.to(x1).expand(*batch, m, d)
