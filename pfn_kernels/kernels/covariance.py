@@ -18,12 +18,19 @@ every dimension is collapsed costs what an RBF costs; the other dimensions take 
 A small kernel with only some dimensions collapsed stays one broadcast expression (selecting
 the columns of each group would cost more than the merge saves).
 
-Rows that every batch member shares are evaluated once (:func:`_with_shared_heads`): an
-acquisition function over the joint posterior of a fixed baseline and q candidates asks, for each
-of its restarts, for the covariance of the same baseline rows with the same training points, and
-late in a BO run those rows are most of the work (30 baseline rows, 20 restarts, 150 points at
-d = 6: forward and candidate gradient 7 ms instead of 93 ms). Values are unchanged, and so are
-the gradients of every input, each batch member's its own.
+Rows that every batch member shares are evaluated once (:func:`_with_shared_heads`, whenever
+that saves at least :data:`SHARED_MIN_TERMS` terms): an acquisition function over the joint
+posterior of a fixed baseline and q candidates asks, for each of its restarts, for the covariance
+of the same baseline rows with the same training points, and those rows are most of the work
+(30 baseline rows, 20 restarts, 150 points at d = 6: forward and candidate gradient 7 ms instead
+of 93 ms; 17 baseline rows, 4 restarts, 50 points: a whole qLogNEI evaluation 9 ms instead of
+14 ms). Values are unchanged, and so are the gradients of every input, each batch member's its
+own.
+
+Cosines are taken per input row and component, not per entry, wherever that is cheaper (the
+tiles always, the broadcast expression from :data:`SEPARABLE_MIN_TERMS` terms):
+:math:`\cos(a(x - x')) = \cos(ax)\cos(ax') + \sin(ax)\sin(ax')` leaves one exponential per
+entry, dimension and component.
 """
 
 from __future__ import annotations
@@ -53,6 +60,15 @@ from pfn_kernels.kernels.tiled_kernel import SpectralProduct
 #: 2.1 ms against 4.5 ms); above, the tiles are (``benchmarks/kernel_speed.py``; BENCHMARKS.md,
 #: "Kernel evaluation and acquisition time").
 SMALL_ELEMENTS = 1 << 17
+
+#: From this many terms on, the broadcast expression takes its cosines per input row
+#: (:func:`_broadcast_covariance`): measured break-even about 1e4 terms (value and candidate
+#: gradient, 1 thread; 4 x 18 x 50 x 6 x 4 terms 2.0 ms against 3.1 ms).
+SEPARABLE_MIN_TERMS = 1 << 14
+
+#: The shared rows of a batch (:func:`_shared_heads`) are evaluated once when that saves at least
+#: this many (entry, dimension, component) terms.
+SHARED_MIN_TERMS = 1 << 13
 
 
 def spectral_mixture_covariance(
@@ -89,14 +105,26 @@ def spectral_mixture_covariance(
     if weights.shape[-2] != d:
         raise ValueError(f"Kernel has d={weights.shape[-2]} dimensions but inputs have d={d}.")
     w, mu, s = (t.to(x1) for t in (weights, means, scales))
+    skip = unit = None
+    if min_weight > 0 or unit_frequency > 0:
+        skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
     plain_batch = w.dim() == 2 and (outputscale is None or outputscale.dim() == 0)
     if not diag and plain_batch and not _functorch_active():
         heads = _shared_heads(x1, x2, w)
         if heads is not None:
-            return _with_shared_heads(x1, x2, w, mu, s, outputscale, min_weight, unit_frequency, *heads)
-    skip = unit = None
-    if min_weight > 0 or unit_frequency > 0:
-        skip, unit = negligible_components(w, mu, min_weight, unit_frequency)
+            shortcuts = {"min_weight": min_weight, "unit_frequency": unit_frequency}
+            return _with_shared_heads(x1, x2, w, mu, s, outputscale, shortcuts, skip, unit, *heads)
+    return _evaluate(x1, x2, w, mu, s, outputscale, diag, skip, unit)
+
+
+def _evaluate(
+    x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None, diag: bool,
+    skip: list[frozenset[int]] | None, unit: list[frozenset[int]] | None,
+) -> Tensor:
+    """The kernel without shared rows: the merged RBF dimensions (with shortcuts, ``skip`` and
+    ``unit`` not ``None``) times the mixture of the others, by :func:`_mixture_covariance`."""
+    d = x1.shape[-1]
+    if skip is not None and unit is not None:
         rbf = rbf_dimensions(skip, unit, w.shape[-1])
         # merged: always when every dimension is an RBF factor; for a few of them, only in a
         # large kernel (in a small one, splitting the columns costs more than it saves)
@@ -121,12 +149,12 @@ def _shared_heads(x1: Tensor, x2: Tensor, w: Tensor) -> tuple[int, int] | None:
     covariance of the same baseline rows with the same training points once per batch member;
     those rows are compared by value (rows with NaN never match).
     """
-    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+    batch = _broadcast_shape(x1.shape[:-2], x2.shape[:-2])
     members = math.prod(batch)
-    if members < 2 or _is_small(x1, x2, w, False):
+    if members < 2 or members * x1.shape[-2] * x2.shape[-2] * w.shape[-1] * w.shape[-2] < SHARED_MIN_TERMS:
         return None
     k1, k2 = _leading_shared_rows(x1, batch), _leading_shared_rows(x2, batch)
-    if k1 == 0 or k2 == 0 or k1 * k2 * (members - 1) * w.shape[-1] * w.shape[-2] < SMALL_ELEMENTS:
+    if k1 == 0 or k2 == 0 or k1 * k2 * (members - 1) * w.shape[-1] * w.shape[-2] < SHARED_MIN_TERMS:
         return None  # too little to save for the extra operations
     return k1, k2
 
@@ -143,19 +171,21 @@ def _leading_shared_rows(x: Tensor, batch: torch.Size) -> int:
 
 def _with_shared_heads(
     x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, outputscale: Tensor | None,
-    min_weight: float, unit_frequency: float, k1: int, k2: int,
+    shortcuts: dict[str, float], skip: list[frozenset[int]] | None, unit: list[frozenset[int]] | None,
+    k1: int, k2: int,
 ) -> Tensor:
     r"""The kernel with its shared block (the first ``k1`` rows of every batch member against the
     first ``k2`` columns, the same in all of them) computed once (:class:`_SharedBlockCache`,
     :class:`_SharedBlock` for the parameters' gradients, :class:`_SharedBlockInputs` for the
-    inputs'); the other blocks are evaluated per member as usual. Values are those of the plain
-    evaluation (to rounding), and so are the gradients of every input."""
-    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+    inputs'); the other blocks (whose rows or columns are not shared, by the choice of ``k1`` and
+    ``k2``) are evaluated per member as usual (:func:`_evaluate`, with the components ``skip``
+    and ``unit`` of ``shortcuts``). Values are those of the plain evaluation (to rounding), and so
+    are the gradients of every input."""
+    batch = _broadcast_shape(x1.shape[:-2], x2.shape[:-2])
     (r, d), m = x1.shape[-2:], x2.shape[-2]
     a, b = x1.expand(*batch, r, d), x2.to(x1).expand(*batch, m, d)
     h1 = a.reshape(-1, r, d)[0, :k1].detach()
     h2 = b.reshape(-1, m, d)[0, :k2].detach()
-    shortcuts = {"min_weight": min_weight, "unit_frequency": unit_frequency}
     a1, b2 = a[..., :k1, :], b[..., :k2, :]
     wants_inputs = torch.is_grad_enabled() and (a1.requires_grad or b2.requires_grad)
     values, D = _SharedBlockCache.get(h1, h2, w, mu, s, outputscale, shortcuts, derivatives=wants_inputs)
@@ -166,11 +196,11 @@ def _with_shared_heads(
     else:
         top = top.contiguous()  # not an expanded view of one block: callers may write into it
     if k2 < m:
-        rest = spectral_mixture_covariance(a1, b[..., k2:, :], w, mu, s, outputscale, **shortcuts)
+        rest = _evaluate(a1, b[..., k2:, :], w, mu, s, outputscale, False, skip, unit)
         top = torch.cat([top, rest], -1)
     if k1 == r:
         return top
-    bottom = spectral_mixture_covariance(a[..., k1:, :], b, w, mu, s, outputscale, **shortcuts)
+    bottom = _evaluate(a[..., k1:, :], b, w, mu, s, outputscale, False, skip, unit)
     return torch.cat([top, bottom], -2)
 
 
@@ -220,8 +250,13 @@ class _SharedBlockInputs(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         (D,) = ctx.saved_tensors
-        g1 = torch.einsum("...rm,rmj->...rj", grad, D) if ctx.needs_input_grad[0] else None
-        g2 = -torch.einsum("...rm,rmj->...mj", grad, D) if ctx.needs_input_grad[1] else None
+        (r, m, d), batch = D.shape, grad.shape[:-2]
+        G = grad.reshape(-1, r, m)  # as batched matrix products (einsum's path here is slower)
+        g1 = g2 = None
+        if ctx.needs_input_grad[0]:
+            g1 = torch.bmm(G.transpose(0, 1), D).transpose(0, 1).reshape(*batch, r, d)
+        if ctx.needs_input_grad[1]:
+            g2 = -torch.bmm(G.permute(2, 0, 1), D.transpose(0, 1)).transpose(0, 1).reshape(*batch, m, d)
         return g1, g2, None
 
 
@@ -346,19 +381,35 @@ def _rbf_covariance(x1: Tensor, x2: Tensor, w: Tensor, s: Tensor, rbf: dict[int,
     if diag:
         return coef[..., None] * torch.exp(-(z1 - z2).square().sum(-1))
     if z1.shape[:-2] != z2.shape[:-2]:  # sq_dist concatenates: the batch shapes must agree
-        batch = torch.broadcast_shapes(z1.shape[:-2], z2.shape[:-2])
+        batch = _broadcast_shape(z1.shape[:-2], z2.shape[:-2])
         z1, z2 = z1.expand(*batch, *z1.shape[-2:]), z2.expand(*batch, *z2.shape[-2:])
     return coef[..., None, None] * torch.exp(-sq_dist(z1, z2))
 
 
 def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, diag: bool) -> Tensor:
-    """The product over dimensions and the sum over components as one broadcast expression, on a
+    r"""The product over dimensions and the sum over components as one broadcast expression, on a
     `(*batch, n, m, d, Q)` tensor (`(*batch, n, d, Q)` with ``diag``): a few operations in all,
     which beats the per-dimension loops and the tiles when the kernel matrix is small (the cost
-    there is per operation, not per entry). Autograd gives every gradient."""
+    there is per operation, not per entry). Autograd gives every gradient.
+
+    From :data:`SEPARABLE_MIN_TERMS` terms on, the cosines are taken per input row,
+    :math:`\cos(a\tau) = \cos(ax)\cos(ax') + \sin(ax)\sin(ax')` (as in the tiles), which
+    leaves one exponential per term and no sine in the backward pass; below, the extra operations
+    cost more than the cosines they save."""
     if diag:
         tau = (x1 - x2).unsqueeze(-1)  # (*b, n, d, 1)
         wq, mq, sq = (t.unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, d, Q)
+    elif x1.shape[-2] * x2.shape[-2] * w.shape[-2] * w.shape[-1] * _broadcast_numel(
+        x1.shape[:-2], x2.shape[:-2], w.shape[:-2]
+    ) >= SEPARABLE_MIN_TERMS:
+        tau2 = (x1.unsqueeze(-2) - x2.unsqueeze(-3)).square().unsqueeze(-1)  # (*b, n, m, d, 1)
+        decay = torch.exp(tau2 * (-TWO_PI_SQ * s.square()).unsqueeze(-3).unsqueeze(-3))
+        a = (TWO_PI * mu).unsqueeze(-3)  # (*kb, 1, d, Q)
+        p1, p2 = x1.unsqueeze(-1) * a, x2.unsqueeze(-1) * a  # (*b, n, d, Q), (*b, m, d, Q)
+        wa = w.unsqueeze(-3)
+        c1, s1 = torch.cos(p1).unsqueeze(-3), torch.sin(p1).unsqueeze(-3)  # (*b, n, 1, d, Q)
+        c2, s2 = (wa * torch.cos(p2)).unsqueeze(-4), (wa * torch.sin(p2)).unsqueeze(-4)  # (*b, 1, m, d, Q)
+        return (decay * torch.addcmul(c1 * c2, s1, s2)).sum(-1).prod(-1)
     else:
         tau = (x1.unsqueeze(-2) - x2.unsqueeze(-3)).unsqueeze(-1)  # (*b, n, m, d, 1)
         wq, mq, sq = (t.unsqueeze(-3).unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, 1, d, Q)
@@ -367,11 +418,19 @@ def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tens
 
 
 def _broadcast_numel(*shapes: tuple[int, ...]) -> int:
-    """The number of elements of the shapes' broadcast (plain Python: this runs on every call)."""
-    total = 1
-    for i in range(1, max(map(len, shapes), default=0) + 1):
-        total *= max(shape[-i] if len(shape) >= i else 1 for shape in shapes)
-    return total
+    return math.prod(_broadcast_shape(*shapes))
+
+
+def _broadcast_shape(*shapes: tuple[int, ...]) -> torch.Size:
+    """The broadcast of the shapes, as ``torch.broadcast_shapes`` (plain Python: this runs several
+    times per kernel call, where ``torch.broadcast_shapes`` costs tens of microseconds)."""
+    out = []
+    for i in range(max(map(len, shapes), default=0), 0, -1):
+        sizes = {shape[-i] for shape in shapes if len(shape) >= i} - {1}
+        if len(sizes) > 1:
+            raise RuntimeError(f"Shapes {[tuple(t) for t in shapes]} do not broadcast.")
+        out.append(sizes.pop() if sizes else 1)
+    return torch.Size(out)
 
 
 def _functorch_active() -> bool:
@@ -384,7 +443,7 @@ def _tiled_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor, 
     """The full matrix through :class:`~pfn_kernels.kernels.tiled_kernel.SpectralProduct` (flat batches)."""
     (n, d), (m, q) = x1.shape[-2:], (x2.shape[-2], w.shape[-1])
     kbatch = w.shape[:-2]
-    batch = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2], kbatch)
+    batch = _broadcast_shape(x1.shape[:-2], x2.shape[:-2], kbatch)
     flat = math.prod(batch)
     a = x1.expand(*batch, n, d).reshape(flat, n, d)
     b = x2.to(x1).expand(*batch, m, d).reshape(flat, m, d)

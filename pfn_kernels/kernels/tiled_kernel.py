@@ -22,7 +22,19 @@ cache, with in-place operations, and computes the gradients in closed form:
 
 and likewise for :math:`w, \mu, s`, only for the inputs that need them (an acquisition function
 needs the candidates' gradient alone). The backward pass recomputes the factors tile by tile
-rather than storing them. Measured by ``benchmarks/kernel_speed.py``.
+rather than storing them.
+
+No tile takes a cosine or a sine: with :math:`\tau = x - x'`,
+
+.. math::
+
+    \cos(a\tau) = \cos(ax)\cos(ax') + \sin(ax)\sin(ax'), \qquad
+    \sin(a\tau) = \sin(ax)\cos(ax') - \cos(ax)\sin(ax'),
+
+so the trigonometric functions are taken once per input row and component (:class:`_Phases`,
+:math:`O((n + m) d Q)`), and a tile pays two multiplications for each, where a cosine costs about
+ten (one exponential per entry, dimension and component remains). Measured by
+``benchmarks/kernel_speed.py``.
 """
 
 from __future__ import annotations
@@ -73,6 +85,38 @@ class _Coefficients:
         return tuple(t[tile, j, q] for t in (self.w, self.c, self.a, self.s))
 
 
+class _Phases:
+    r""":math:`\cos(a_{jq} x)` and :math:`\sin(a_{jq} x)` of every row of ``x1`` and ``x2``
+    (stored `(d, Q, B, rows)`), from which a tile's :math:`\cos(a\tau)` and :math:`\sin(a\tau)`
+    are two products each (module docstring)."""
+
+    def __init__(self, x1: Tensor, x2: Tensor, means: Tensor) -> None:
+        a = TWO_PI * means.unsqueeze(-3)  # (P, 1, d, Q)
+        p1 = (x1.unsqueeze(-1) * a).permute(2, 3, 0, 1).contiguous()  # (d, Q, B, n)
+        p2 = (x2.unsqueeze(-1) * a).permute(2, 3, 0, 1).contiguous()  # (d, Q, B, m)
+        self.rows = torch.cos(p1).unsqueeze(-1), torch.sin(p1).unsqueeze(-1)  # (d, Q, B, n, 1)
+        self.cols = torch.cos(p2).unsqueeze(-2), torch.sin(p2).unsqueeze(-2)  # (d, Q, B, 1, m)
+
+    def tile(self, tile: slice, rows: slice) -> "_TilePhases":
+        return _TilePhases([t[:, :, tile, rows] for t in self.rows] + [t[:, :, tile] for t in self.cols])
+
+
+class _TilePhases:
+    """One tile's row and column phases as nested lists of views, ``[j][q]`` (indexing a list costs
+    nothing; indexing a tensor, microseconds per call in a loop over dimensions and components)."""
+
+    def __init__(self, parts: list[Tensor]) -> None:
+        self.c1, self.s1, self.c2, self.s2 = ([list(t.unbind(0)) for t in part.unbind(0)] for part in parts)
+
+    def cos(self, out: Tensor, j: int, q: int) -> Tensor:
+        r""":math:`\cos(a_{jq}\tau)` into ``out``."""
+        return torch.mul(self.c1[j][q], self.c2[j][q], out=out).addcmul_(self.s1[j][q], self.s2[j][q])
+
+    def sin(self, out: Tensor, j: int, q: int) -> Tensor:
+        r""":math:`\sin(a_{jq}\tau)` into ``out``."""
+        return torch.mul(self.s1[j][q], self.c2[j][q], out=out).addcmul_(self.c1[j][q], self.s2[j][q], value=-1.0)
+
+
 class _Buffers:
     """Work buffers of one tile's shape, carved from flat storage allocated once per call."""
 
@@ -94,26 +138,24 @@ def _axpy(out: Tensor, x: Tensor, alpha, first: bool) -> None:
         out.addcmul_(x, alpha)
 
 
-def _component(tau: Tensor, t2: Tensor, cq, aq, periodic: bool, e: Tensor, c: Tensor,  # noqa: ANN001
-               angle: Tensor) -> Tensor:
-    r"""One component's term :math:`e^{c\tau^2}\cos(a\tau)`: ``e`` gets the exponential,
-    ``angle`` gets :math:`a\tau` (kept for a sine), and the term is returned (``e`` itself without
-    the cosine, else ``c``)."""
+def _component(t2: Tensor, cq, periodic: bool, e: Tensor, c: Tensor,  # noqa: ANN001
+               phases: _TilePhases, j: int, q: int) -> Tensor:
+    r"""Component q's term :math:`e^{c\tau^2}\cos(a\tau)` of dimension j: ``e`` gets the
+    exponential and the term is returned (``e`` itself without the cosine, else ``c``)."""
     torch.mul(t2, cq, out=e).exp_()
     if not periodic:
         return e
-    torch.mul(tau, aq, out=angle)
-    return torch.cos(angle, out=c).mul_(e)
+    return phases.cos(c, j, q).mul_(e)
 
 
-def _factor(out: Tensor, tau: Tensor, t2: Tensor, e: Tensor, c: Tensor, coefs: _Coefficients,
+def _factor(out: Tensor, t2: Tensor, e: Tensor, c: Tensor, coefs: _Coefficients, phases: _TilePhases,
             tile: slice, j: int, comps: list[int], unit: frozenset[int]) -> None:
     """``out = F_j(tau)`` over the components ``comps`` (0 when there are none)."""
     if not comps:
         out.zero_()
     for i, q in enumerate(comps):
-        w, cq, aq, _ = coefs.at(tile, j, q)
-        _axpy(out, _component(tau, t2, cq, aq, q not in unit, e, c, c), w, i == 0)
+        w, cq, _, _ = coefs.at(tile, j, q)
+        _axpy(out, _component(t2, cq, q not in unit, e, c, phases, j, q), w, i == 0)
 
 
 def _differences(tau: Tensor, t2: Tensor, x1: Tensor, x2: Tensor, j: int) -> None:
@@ -180,15 +222,17 @@ def _forward(x1: Tensor, x2: Tensor, weights: Tensor, means: Tensor, scales: Ten
     out = x1.new_empty(batch, n, m)
     if out.numel() == 0:
         return out
+    phases = _Phases(x1, x2, means)
     size = _tile_size()
     buffers = _Buffers(5, min(size, batch * n * m) + m, x1)
     for bt, rt in _tiles(batch, n, m, size):
         a, b = x1[bt, rt], x2[bt]
         o = out[bt, rt]
         tau, t2, e, c, f = buffers.view(o.shape)
+        ph = phases.tile(bt, rt)
         for j in range(d):
             _differences(tau, t2, a, b, j)
-            _factor(o if j == 0 else f, tau, t2, e, c, coefs, bt, j, comps[j], unit[j])
+            _factor(o if j == 0 else f, t2, e, c, coefs, ph, bt, j, comps[j], unit[j])
             if j > 0:
                 o.mul_(f)
     return out
@@ -199,9 +243,10 @@ def _flat(x):  # noqa: ANN001, ANN202 - a float, or a (cb, 1, 1) coefficient as 
 
 
 def _factor_and_slope(f: Tensor, df: Tensor, tau: Tensor, t2: Tensor, bufs: list[Tensor],
-                      coefs: _Coefficients, tile: slice, j: int, comps: list[int], unit: frozenset[int]) -> None:
+                      coefs: _Coefficients, phases: _TilePhases, tile: slice, j: int,
+                      comps: list[int], unit: frozenset[int]) -> None:
     r"""``f = F_j(tau)`` and ``df`` = :math:`F_j'(\tau) = \sum_q w_q e^{c_q\tau^2}(2 c_q \tau \cos(a_q\tau) -
-    a_q \sin(a_q\tau))`, sharing each component's exponential and trigonometric passes."""
+    a_q \sin(a_q\tau))`, sharing each component's exponential."""
     e, c, sn, term = bufs
     if not comps:
         f.zero_()
@@ -209,13 +254,11 @@ def _factor_and_slope(f: Tensor, df: Tensor, tau: Tensor, t2: Tensor, bufs: list
     for i, q in enumerate(comps):
         w, cq, aq, _ = coefs.at(tile, j, q)
         periodic = q not in unit
-        ec = _component(tau, t2, cq, aq, periodic, e, c, sn)
-        if periodic:
-            sn.sin_().mul_(e)  # E sin
+        ec = _component(t2, cq, periodic, e, c, phases, j, q)
         _axpy(f, ec, w, i == 0)
         torch.mul(ec, tau, out=term).mul_(2 * cq)
         if periodic:
-            term.sub_(sn.mul_(aq))
+            term.sub_(phases.sin(sn, j, q).mul_(e).mul_(aq))  # a E sin
         _axpy(df, term, w, i == 0)
 
 
@@ -228,6 +271,7 @@ def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tens
     need_tau, need_params = need_x1 or need_x2, need_w or need_mu or need_s
     comps = [[q for q in range(q_all) if q not in skip[j]] for j in range(d)]
     coefs = _Coefficients(weights, means, scales)
+    phases = _Phases(x1, x2, means)
     g_x1 = torch.zeros_like(x1) if need_x1 else None
     g_x2 = torch.zeros_like(x2) if need_x2 else None
     g_w, g_mu, g_s = (torch.zeros_like(weights) if flag else None for flag in (need_w, need_mu, need_s))
@@ -248,12 +292,14 @@ def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tens
         views = buffers.view(tuple(grad[bt, rt].shape))
         factors, slopes, suffix = views[:d], views[d : 2 * d], views[2 * d : 3 * d]
         tau, t2, e, c, sn, term, prefix = views[3 * d :]
+        ph = phases.tile(bt, rt)
         for j in range(d):
             _differences(tau, t2, a, b, j)
             if need_tau:
-                _factor_and_slope(factors[j], slopes[j], tau, t2, [e, c, sn, term], coefs, bt, j, comps[j], unit[j])
+                _factor_and_slope(factors[j], slopes[j], tau, t2, [e, c, sn, term], coefs, ph, bt, j, comps[j],
+                                  unit[j])
             else:
-                _factor(factors[j], tau, t2, e, c, coefs, bt, j, comps[j], unit[j])
+                _factor(factors[j], t2, e, c, coefs, ph, bt, j, comps[j], unit[j])
         # suffix[j] = G * prod_{i > j} F_i and prefix = prod_{i < j} F_i, so r = G * prod_{i != j} F_i.
         suffix[d - 1].copy_(grad[bt, rt])
         for j in range(d - 2, -1, -1):
@@ -273,13 +319,13 @@ def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tens
                 for q in comps[j]:
                     w, cq, aq, sq = coefs.at(bt, j, q)
                     periodic = q not in unit[j]
-                    ec = _component(tau, t2, cq, aq, periodic, e, c, sn)  # E cos; E in e
+                    ec = _component(t2, cq, periodic, e, c, ph, j, q)  # E cos; E in e
                     if need_w:
                         add(g_w, bt, j, q, torch.mul(ec, r, out=term), 1.0)
                     if need_s:  # d/ds e^{-2 pi^2 s^2 tau^2} = -4 pi^2 s tau^2 e^{...}
                         add(g_s, bt, j, q, torch.mul(ec, t2, out=term).mul_(r), w * (-4 * math.pi**2) * sq)
                     if need_mu and periodic:  # d/dmu cos(2 pi mu tau) = -2 pi tau sin(2 pi mu tau)
-                        sn.sin_().mul_(e)
+                        ph.sin(sn, j, q).mul_(e)
                         add(g_mu, bt, j, q, torch.mul(sn, tau, out=term).mul_(r), w * -TWO_PI)
             if j == 0:
                 prefix.copy_(factors[0])

@@ -45,8 +45,10 @@ def baseline_and_candidates(batch=5, k=6, q=2, m=40, d=3, seed=1, dtype=DTYPE):
 
 @pytest.fixture
 def always_shared(monkeypatch):
-    """Every kernel of two or more batch members takes the shared-rows path when it can."""
+    """Every kernel of two or more batch members takes the shared-rows path when it can (and the
+    other blocks the tiles)."""
     monkeypatch.setattr(covariance, "SMALL_ELEMENTS", 0)
+    monkeypatch.setattr(covariance, "SHARED_MIN_TERMS", 0)
     calls = []
     original = covariance._with_shared_heads
 
@@ -152,10 +154,11 @@ def test_which_rows_count_as_shared():
 
 def test_small_or_unshared_kernels_take_the_usual_paths(monkeypatch):
     w = parameters()[0]
-    x1, _, x2 = baseline_and_candidates()
-    assert covariance._shared_heads(x1, x2, w) is None  # small: one broadcast expression
-    monkeypatch.setattr(covariance, "SMALL_ELEMENTS", 0)
-    assert covariance._shared_heads(x1, x2, w) == (6, 40)
+    x1, _, x2 = baseline_and_candidates()  # 5 members, 6 shared rows of 8, 40 columns, d = 3, Q = 4
+    assert covariance._shared_heads(x1, x2, w) == (6, 40)  # saves 4 * 6 * 40 * 12 terms
+    monkeypatch.setattr(covariance, "SHARED_MIN_TERMS", 4 * 6 * 40 * 12 + 1)
+    assert covariance._shared_heads(x1, x2, w) is None  # too little saved: one broadcast expression
+    monkeypatch.setattr(covariance, "SHARED_MIN_TERMS", 0)
     assert covariance._shared_heads(x1[:1], x2[:1], w) is None  # one member: nothing to share
     other = torch.rand_like(x1)  # no shared rows
     assert covariance._shared_heads(other, x2, w) is None
@@ -199,7 +202,7 @@ def test_acquisition_decision_unchanged(monkeypatch):
         acq = qLogNoisyExpectedImprovement(model, X_baseline=X, prune_baseline=False)
         return optimize_acqf(acq, bounds, q=1, num_restarts=4, raw_samples=64)[0]
 
-    monkeypatch.setattr(covariance, "SMALL_ELEMENTS", 1 << 10)  # so that the shared path is taken
+    monkeypatch.setattr(covariance, "SHARED_MIN_TERMS", 1 << 10)  # so that the shared path is taken
     taken = []
     original = covariance._with_shared_heads
     monkeypatch.setattr(covariance, "_with_shared_heads", lambda *a: taken.append(a[-2:]) or original(*a))
