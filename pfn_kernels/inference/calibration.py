@@ -126,8 +126,9 @@ def calibrate(
     def factor(j: int, c: Tensor) -> Tensor:  # dimension j's kernel for factors c (..., B)
         m = (mu[:, j] * c[..., None]).clamp(0.0, ranges.max_frequency)[..., None, None, :]
         sc = (s[:, j] * c[..., None]).clamp(lo_s, hi_s)[..., None, None, :]
-        # tau (B, n, n, 1)
-        return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc, skip[j], unit[j])
+        # tau (B, n, n, 1); cosines per point (the coordinates), not per pair
+        coords = (x[:, :, None, j, None], x[:, None, :, j, None])
+        return dimension_factor(tau[..., j, :], w[:, j, None, None, :], m, sc, skip[j], unit[j], coords)
 
     def penalty(c: Tensor) -> Tensor:  # c (..., B, d, 1) -> (..., B) log prior of the dilations
         if prior_std is None:

@@ -137,7 +137,8 @@ def _collapse_mask(xs: Tensor, ys: Tensor, est: SpectralEstimate, ranges: Output
     full, rbf = [], []
     for j in range(d):
         tau = (xs[:, :, None, j] - xs[:, None, :, j]).unsqueeze(-1)  # (B, n, n, 1)
-        full.append(dimension_factor(tau, w[..., j, :], mu[..., j, :], s[..., j, :]))
+        coords = (xs[:, :, None, j, None], xs[:, None, :, j, None])
+        full.append(dimension_factor(tau, w[..., j, :], mu[..., j, :], s[..., j, :], coordinates=coords))
         rbf.append(torch.exp(-TWO_PI_SQ * s_bar[:, None, None, j] ** 2 * tau.squeeze(-1).square()))
     full_k, rbf_k = torch.stack(full), torch.stack(rbf)  # (d, B, n, n)
     log_r = est.log_noise_ratio.to(xs)

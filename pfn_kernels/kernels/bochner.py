@@ -38,7 +38,7 @@ TWO_PI_SQ = 2.0 * math.pi**2
 
 def dimension_factor(
     tau: Tensor, weights: Tensor, means: Tensor, scales: Tensor, skip: frozenset[int] = frozenset(),
-    unit_cosine: frozenset[int] = frozenset(),
+    unit_cosine: frozenset[int] = frozenset(), coordinates: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     r"""One dimension's factor of the product kernel,
     :math:`\sum_q w_q e^{-2\pi^2 \tau^2 s_q^2} \cos(2\pi \mu_q \tau)`.
@@ -51,18 +51,28 @@ def dimension_factor(
     :param weights: `(..., Q)`, broadcastable against ``tau``; ``means`` and ``scales`` likewise.
     :param skip: components left out (see :func:`negligible_components`).
     :param unit_cosine: components whose cosine is taken as 1 (frequency at the floor).
+    :param coordinates: ``(x1, x2)`` with ``tau = x1 - x2`` (e.g. `(*b, n, 1, 1)` and
+        `(*b, 1, m, 1)`): the cosines are then taken per coordinate,
+        :math:`\cos(a\tau) = \cos(ax_1)\cos(ax_2) + \sin(ax_1)\sin(ax_2)`, two products per
+        entry instead of a cosine (same values to rounding).
     :return: the sum over the Q components, ``tau``'s shape without its last dimension (broadcast).
     """
     t = tau.squeeze(-1)
     t2 = t.square()
     decay, omega = -TWO_PI_SQ * scales.square(), TWO_PI * means  # all components at once
+    if coordinates is not None:
+        x1, x2 = (x.squeeze(-1) for x in coordinates)
     out = None
     for q in range(weights.shape[-1]):
         if q in skip:
             continue
         term = torch.exp(t2 * decay[..., q])
         if q not in unit_cosine:
-            term = term * torch.cos(t * omega[..., q])
+            if coordinates is None:
+                term = term * torch.cos(t * omega[..., q])
+            else:
+                p1, p2 = x1 * omega[..., q], x2 * omega[..., q]
+                term = term * torch.addcmul(torch.cos(p1) * torch.cos(p2), torch.sin(p1), torch.sin(p2))
         out = term * weights[..., q] if out is None else torch.addcmul(out, term, weights[..., q])
     if out is None:  # every component skipped: the factor is 0
         out = torch.zeros_like(t2 * weights[..., 0])

@@ -212,3 +212,29 @@ def test_exclusive_products_without_division():
     assert exclusive_products(f, -1)[0, 1] == -9.0  # the zero factor's own slot is not 0
     torch.testing.assert_close(exclusive_products(f.T, 0), want.T, rtol=0, atol=0)
     assert torch.equal(exclusive_products(f[:, :1], -1), torch.ones(2, 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dimension_factor_per_coordinate_cosines(dtype):
+    """With the coordinates given, cos(a(x1 - x2)) = cos(a x1) cos(a x2) + sin(a x1) sin(a x2):
+    the same factor (and gradients) as with one cosine per entry, skipped and unit-cosine
+    components included."""
+    from pfn_kernels.kernels.bochner import dimension_factor
+
+    g = torch.Generator().manual_seed(3)
+    x1 = torch.rand(2, 6, generator=g, dtype=dtype).requires_grad_()
+    x2 = torch.rand(2, 5, generator=g, dtype=dtype)
+    a, b = x1[:, :, None, None], x2[:, None, :, None]  # (2, 6, 1, 1), (2, 1, 5, 1)
+    tau = a - b
+    w = torch.softmax(torch.randn(4, generator=g, dtype=dtype), -1)
+    mu = 4 * torch.rand(4, generator=g, dtype=dtype)
+    s = 0.05 + torch.rand(4, generator=g, dtype=dtype)
+    for skip, unit in [(frozenset(), frozenset()), (frozenset({2}), frozenset({0}))]:
+        plain = dimension_factor(tau, w, mu, s, skip, unit)
+        split = dimension_factor(tau, w, mu, s, skip, unit, coordinates=(a, b))
+        tol = dict(rtol=1e-12, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(split, plain, **tol)
+        gk = torch.randn(plain.shape, generator=g, dtype=dtype)
+        (g_plain,) = torch.autograd.grad(plain, x1, gk)
+        (g_split,) = torch.autograd.grad(split, x1, gk)
+        torch.testing.assert_close(g_split, g_plain, **(tol if dtype == torch.float64 else dict(rtol=1e-4, atol=3e-5)))
