@@ -5,6 +5,7 @@ Usage:
     python benchmarks/soak.py --trials 5 --out /tmp/soak.json   # a smoke run
     python benchmarks/soak.py --decoder runs/default/decoder.safetensors
     python benchmarks/soak.py --strategy default --out benchmarks/results/soak_default.json  # Ax's GP
+    python benchmarks/soak.py --problem levy4 --out /tmp/soak_levy4.json  # another problem
 
 An Ax ``Client`` minimizes Hartmann6 (``botorch.test_functions.Hartmann``, 6 dimensions on
 :math:`[0, 1]^6`, minimum -3.32237) with :func:`pfn_kernels.ax.amortized_generation_strategy`:
@@ -12,7 +13,9 @@ An Ax ``Client`` minimizes Hartmann6 (``botorch.test_functions.Hartmann``, 6 dim
 candidate per trial, sequentially; ``--strategy default`` runs Ax's own default instead (the same
 Sobol node, then Ax's modular BoTorch generator with its default surrogate, a ``SingleTaskGP``
 fitted by ``fit_gpytorch_mll``, and the same acquisition function and optimizer budget), for the
-side-by-side comparison. What it checks over a long run:
+side-by-side comparison. ``--problem NAME`` runs a problem of
+:data:`pfn_kernels.experiments.PROBLEMS` instead (maximized; the unit cube scaled to its bounds).
+What it checks over a long run:
 
 - **no failed trials**: any exception while generating or completing a trial is recorded (with
   its message) and the trial marked failed; the run goes on;
@@ -132,7 +135,8 @@ def default_generation_strategy(num_sobol: int, seed: int, optimizer_kwargs: dic
 
 
 def make_client(num_sobol: int, decoder: str | None, seed: int,
-                optimizer_kwargs: dict[str, int] | None = None, strategy: str = "amortized"):
+                optimizer_kwargs: dict[str, int] | None = None, strategy: str = "amortized",
+                dim: int = 6, objective: str = "-hartmann6"):
     from ax.api.client import Client
     from ax.api.configs import RangeParameterConfig
 
@@ -145,10 +149,10 @@ def make_client(num_sobol: int, decoder: str | None, seed: int,
     client.configure_experiment(
         parameters=[
             RangeParameterConfig(name=f"x{i}", bounds=(0.0, 1.0), parameter_type="float")
-            for i in range(6)
+            for i in range(dim)
         ]
     )
-    client.configure_optimization(objective="-hartmann6")
+    client.configure_optimization(objective=objective)
     # optimizer_kwargs: a smaller acquisition optimization than Ax's default (quick runs)
     if strategy == "default":
         client.set_generation_strategy(default_generation_strategy(num_sobol, seed, optimizer_kwargs))
@@ -167,8 +171,12 @@ def run_soak(
     progress: bool = True,
     optimizer_kwargs: dict[str, int] | None = None,
     strategy: str = "amortized",
+    problem: str = "hartmann6",
 ) -> dict[str, Any]:
     """Run the loop; return the results dictionary (see the module docstring).
+
+    ``problem``: ``"hartmann6"`` (minimized, as above) or any name of
+    :data:`pfn_kernels.experiments.PROBLEMS` (maximized on the unit cube, scaled to its bounds).
 
     ``strategy``: ``"amortized"`` (:func:`pfn_kernels.ax.amortized_generation_strategy`) or
     ``"default"`` (:func:`default_generation_strategy`, Ax's own).
@@ -178,10 +186,20 @@ def run_soak(
     """
     from botorch.test_functions import Hartmann
 
-    hartmann = Hartmann(dim=6)
+    if problem == "hartmann6":
+        dim, metric, sign, optimum = 6, "hartmann6", 1.0, HARTMANN6_MIN  # minimized
+        evaluate, description = Hartmann(dim=6), "hartmann6 (minimize), 6 dimensions on [0, 1]^6"
+    else:
+        from pfn_kernels.experiments import make_problem
+
+        task = make_problem(problem)
+        dim, metric, sign, optimum = task.dim, task.name, -1.0, task.optimal_value  # maximized
+        evaluate = task.evaluate_unit
+        description = f"{task.name} (maximize), {task.dim} dimensions, unit cube scaled to its bounds"
     tracemalloc.start()
     start = time.perf_counter()
-    client = make_client(num_sobol, decoder, seed, optimizer_kwargs, strategy)
+    client = make_client(num_sobol, decoder, seed, optimizer_kwargs, strategy, dim,
+                         f"-{metric}" if sign > 0 else metric)
     failures: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -200,10 +218,10 @@ def run_soak(
             index = None
             try:
                 ((index, params),) = client.get_next_trials(max_trials=1).items()
-                x = torch.tensor([[params[f"x{i}"] for i in range(6)]], dtype=torch.float64)
-                value = float(hartmann(x))
-                client.complete_trial(index, raw_data={"hartmann6": value})
-                best = min(best, value)
+                x = torch.tensor([[params[f"x{i}"] for i in range(dim)]], dtype=torch.float64)
+                value = float(evaluate(x))
+                client.complete_trial(index, raw_data={metric: value})
+                best = min(best, sign * value)  # sign * value is minimized
                 node = client._experiment.trials[index].generator_runs[0]._generation_node_name
             except Exception as err:  # recorded: the soak's point is that nothing fails
                 failures.append({"trial": trial, "error": f"{type(err).__name__}: {err}"[:2000]})
@@ -214,7 +232,7 @@ def run_soak(
                     except Exception:  # noqa: BLE001
                         pass
             times[node].append(time.perf_counter() - t0)
-            history.append(best)
+            history.append(sign * best)
             if trial in checkpoints or trial == trials:
                 snapshots.append(memory_snapshot(trial, start))
             if progress:
@@ -222,8 +240,8 @@ def run_soak(
                       f"rss {resident_mib():.0f} MiB failures {len(failures)}", flush=True)
     tracemalloc.stop()
     return {
-        "problem": "hartmann6 (minimize), 6 dimensions on [0, 1]^6",
-        "known_minimum": HARTMANN6_MIN,
+        "problem": description,
+        "known_minimum" if sign > 0 else "known_maximum": optimum,
         "trials": trials,
         "num_sobol": num_sobol,
         "strategy": strategy,
@@ -232,8 +250,8 @@ def run_soak(
         "acquisition_optimizer_kwargs": optimizer_kwargs or "Ax defaults",
         "failed_trials": len(failures),
         "failures": failures,
-        "best_value": best,
-        "simple_regret": best - HARTMANN6_MIN,
+        "best_value": sign * best,
+        "simple_regret": sign * (sign * best - optimum),
         "best_by_trial": {
             str(t): history[t - 1] for t in (10, 25, 50, 100, 150, 200) if t <= len(history)
         },
@@ -254,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-sobol", type=int, default=10)
     p.add_argument("--decoder", help="shipped weights name or .safetensors path (default: shipped)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--problem", default="hartmann6",
+                   help="hartmann6 (default, minimized) or a pfn_kernels.experiments problem (maximized)")
     p.add_argument("--strategy", choices=STRATEGIES, default="amortized",
                    help="amortized (default) or Ax's default GP, for the side-by-side comparison")
     p.add_argument("--checkpoints", type=int, nargs="*", default=[50, 200],
@@ -268,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                                           ("raw_samples", args.raw_samples)) if v is not None}
     results = run_soak(args.trials, args.num_sobol, args.decoder, args.seed,
                        tuple(args.checkpoints), progress=not args.quiet,
-                       optimizer_kwargs=optimizer_kwargs or None, strategy=args.strategy)
+                       optimizer_kwargs=optimizer_kwargs or None, strategy=args.strategy,
+                       problem=args.problem)
     results = {"machine": machine_metadata(args.threads), **results}
     write_json(results, args.out)
     print(f"{results['failed_trials']} failed trials, best {results['best_value']:.4f}; "

@@ -52,3 +52,18 @@ def test_soak_runs_axs_default_strategy_side_by_side():
     assert results["seconds_per_trial"]["MBM"]["count"] == 2
     with pytest.raises(ValueError, match="strategy"):
         soak.make_client(5, None, 0, strategy="nonsense")
+
+
+@pytest.mark.slow
+def test_soak_on_another_problem_is_maximized():
+    """``--problem levy4``: the problem of pfn_kernels.experiments, maximized (optimum 0)."""
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    results = soak.run_soak(trials=7, num_sobol=5, checkpoints=(7,), progress=False,
+                            optimizer_kwargs={"num_restarts": 2, "raw_samples": 32}, problem="levy4")
+    assert results["failed_trials"] == 0, results["failures"]
+    assert results["problem"].startswith("levy4 (maximize)") and results["known_maximum"] == 0.0
+    best = results["best_value"]
+    assert best < 0 and results["simple_regret"] == pytest.approx(-best)  # Levy >= 0, negated
+    assert max(results["best_by_trial"].values(), default=best) <= best
