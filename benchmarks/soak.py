@@ -236,7 +236,7 @@ def run_soak(
             if trial in checkpoints or trial == trials:
                 snapshots.append(memory_snapshot(trial, start))
             if progress:
-                print(f"trial {trial:4d} [{node}] {times[node][-1]:6.2f}s best {best:.4f} "
+                print(f"trial {trial:4d} [{node}] {times[node][-1]:6.2f}s best {sign * best:.4f} "
                       f"rss {resident_mib():.0f} MiB failures {len(failures)}", flush=True)
     tracemalloc.stop()
     return {
