@@ -151,7 +151,7 @@ def _shared_heads(x1: Tensor, x2: Tensor, w: Tensor) -> tuple[int, int] | None:
     """
     batch = _broadcast_shape(x1.shape[:-2], x2.shape[:-2])
     members = math.prod(batch)
-    if members < 2 or members * x1.shape[-2] * x2.shape[-2] * w.shape[-1] * w.shape[-2] < SHARED_MIN_TERMS:
+    if members < 2 or _terms(x1, x2, w, False) < SHARED_MIN_TERMS:
         return None
     k1, k2 = _leading_shared_rows(x1, batch), _leading_shared_rows(x2, batch)
     if k1 == 0 or k2 == 0 or k1 * k2 * (members - 1) * w.shape[-1] * w.shape[-2] < SHARED_MIN_TERMS:
@@ -321,11 +321,16 @@ def _tau_gradient(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tensor) -> T
     return torch.cat(out) if out else x1.new_zeros(0, m, d)
 
 
+def _terms(x1: Tensor, x2: Tensor, w: Tensor, diag: bool) -> int:
+    """The number of (entry, dimension, component) terms of the kernel of ``x1`` and ``x2``."""
+    batch = math.prod(_broadcast_shape(x1.shape[:-2], x2.shape[:-2], w.shape[:-2]))
+    entries = batch * x1.shape[-2] * (1 if diag else x2.shape[-2])
+    return entries * w.shape[-2] * w.shape[-1]
+
+
 def _is_small(x1: Tensor, x2: Tensor, w: Tensor, diag: bool) -> bool:
     """Whether the kernel has at most :data:`SMALL_ELEMENTS` entry-dimension-component terms."""
-    batch = _broadcast_numel(x1.shape[:-2], x2.shape[:-2], w.shape[:-2])
-    entries = batch * x1.shape[-2] * (1 if diag else x2.shape[-2])
-    return entries * w.shape[-2] * w.shape[-1] <= SMALL_ELEMENTS
+    return _terms(x1, x2, w, diag) <= SMALL_ELEMENTS
 
 
 def _scaled(out: Tensor, outputscale: Tensor | None, diag: bool) -> Tensor:
@@ -399,9 +404,7 @@ def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tens
     if diag:
         tau = (x1 - x2).unsqueeze(-1)  # (*b, n, d, 1)
         wq, mq, sq = (t.unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, d, Q)
-    elif x1.shape[-2] * x2.shape[-2] * w.shape[-2] * w.shape[-1] * _broadcast_numel(
-        x1.shape[:-2], x2.shape[:-2], w.shape[:-2]
-    ) >= SEPARABLE_MIN_TERMS:
+    elif _terms(x1, x2, w, False) >= SEPARABLE_MIN_TERMS:
         tau2 = (x1.unsqueeze(-2) - x2.unsqueeze(-3)).square().unsqueeze(-1)  # (*b, n, m, d, 1)
         decay = torch.exp(tau2 * (-TWO_PI_SQ * s.square()).unsqueeze(-3).unsqueeze(-3))
         a = (TWO_PI * mu).unsqueeze(-3)  # (*kb, 1, d, Q)
@@ -415,10 +418,6 @@ def _broadcast_covariance(x1: Tensor, x2: Tensor, w: Tensor, mu: Tensor, s: Tens
         wq, mq, sq = (t.unsqueeze(-3).unsqueeze(-3) for t in (w, mu, s))  # (*kb, 1, 1, d, Q)
     comp = torch.exp(-TWO_PI_SQ * sq.square() * tau.square()) * torch.cos(TWO_PI * mq * tau)
     return (wq * comp).sum(-1).prod(-1)
-
-
-def _broadcast_numel(*shapes: tuple[int, ...]) -> int:
-    return math.prod(_broadcast_shape(*shapes))
 
 
 def _broadcast_shape(*shapes: tuple[int, ...]) -> torch.Size:
