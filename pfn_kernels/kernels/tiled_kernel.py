@@ -175,14 +175,15 @@ class SpectralProduct(torch.autograd.Function):
     def forward(ctx, x1, x2, weights, means, scales, skip, unit):  # noqa: ANN001, ANN205
         ctx.save_for_backward(x1, x2, weights, means, scales)
         ctx.skip, ctx.unit = skip, unit
-        return _forward(x1, x2, weights, means, scales, skip, unit)
+        ctx.phases = _Phases(x1, x2, means)  # O((n + m) d Q): kept for the backward pass
+        return _forward(x1, x2, weights, means, scales, skip, unit, ctx.phases)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         x1, x2, weights, means, scales = ctx.saved_tensors
         need = _needed(ctx)
-        grads = _backward(grad, x1, x2, weights, means, scales, ctx.skip, ctx.unit, need)
+        grads = _backward(grad, x1, x2, weights, means, scales, ctx.skip, ctx.unit, ctx.phases, need)
         return (*grads, None, None)
 
 
@@ -213,7 +214,7 @@ def _tile_size() -> int:
 
 
 def _forward(x1: Tensor, x2: Tensor, weights: Tensor, means: Tensor, scales: Tensor,
-             skip: tuple, unit: tuple) -> Tensor:
+             skip: tuple, unit: tuple, phases: _Phases) -> Tensor:
     batch, n, d = x1.shape
     m = x2.shape[-2]
     q_all = weights.shape[-1]
@@ -222,7 +223,6 @@ def _forward(x1: Tensor, x2: Tensor, weights: Tensor, means: Tensor, scales: Ten
     out = x1.new_empty(batch, n, m)
     if out.numel() == 0:
         return out
-    phases = _Phases(x1, x2, means)
     size = _tile_size()
     buffers = _Buffers(5, min(size, batch * n * m) + m, x1)
     for bt, rt in _tiles(batch, n, m, size):
@@ -263,7 +263,7 @@ def _factor_and_slope(f: Tensor, df: Tensor, tau: Tensor, t2: Tensor, bufs: list
 
 
 def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tensor, scales: Tensor,
-              skip: tuple, unit: tuple, need: tuple[bool, ...]) -> list[Tensor | None]:
+              skip: tuple, unit: tuple, phases: _Phases, need: tuple[bool, ...]) -> list[Tensor | None]:
     batch, n, d = x1.shape
     m = x2.shape[-2]
     q_all = weights.shape[-1]
@@ -271,7 +271,6 @@ def _backward(grad: Tensor, x1: Tensor, x2: Tensor, weights: Tensor, means: Tens
     need_tau, need_params = need_x1 or need_x2, need_w or need_mu or need_s
     comps = [[q for q in range(q_all) if q not in skip[j]] for j in range(d)]
     coefs = _Coefficients(weights, means, scales)
-    phases = _Phases(x1, x2, means)
     g_x1 = torch.zeros_like(x1) if need_x1 else None
     g_x2 = torch.zeros_like(x2) if need_x2 else None
     g_w, g_mu, g_s = (torch.zeros_like(weights) if flag else None for flag in (need_w, need_mu, need_s))
