@@ -13,6 +13,15 @@ from pfn_kernels.network import DecoderConfig, SpectralDecoder, save_decoder
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def soak():
+    """``benchmarks/soak.py`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _ax_strategy_available() -> bool:
     try:
         from pfn_kernels.ax import amortized_generation_strategy  # noqa: F401
@@ -24,10 +33,7 @@ def _ax_strategy_available() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _ax_strategy_available(),
                     reason="pfn_kernels.ax.amortized_generation_strategy is not available")
-def test_twenty_trial_soak_has_no_failures(tmp_path):
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
+def test_twenty_trial_soak_has_no_failures(soak, tmp_path):
     torch.manual_seed(0)
     path = save_decoder(SpectralDecoder(DecoderConfig(width=16, num_heads=2, num_layers=1)),
                         tmp_path / "tiny.safetensors")
@@ -41,10 +47,7 @@ def test_twenty_trial_soak_has_no_failures(tmp_path):
 
 
 @pytest.mark.slow
-def test_soak_runs_axs_default_strategy_side_by_side():
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
+def test_soak_runs_axs_default_strategy_side_by_side(soak):
     results = soak.run_soak(trials=7, num_sobol=5, checkpoints=(7,), progress=False,
                             optimizer_kwargs={"num_restarts": 2, "raw_samples": 32}, strategy="default")
     assert results["failed_trials"] == 0, results["failures"]
@@ -55,11 +58,8 @@ def test_soak_runs_axs_default_strategy_side_by_side():
 
 
 @pytest.mark.slow
-def test_soak_on_another_problem_is_maximized():
+def test_soak_on_another_problem_is_maximized(soak):
     """``--problem levy4``: the problem of pfn_kernels.experiments, maximized (optimum 0)."""
-    spec = importlib.util.spec_from_file_location("soak", ROOT / "benchmarks" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
     results = soak.run_soak(trials=7, num_sobol=5, checkpoints=(7,), progress=False,
                             optimizer_kwargs={"num_restarts": 2, "raw_samples": 32}, problem="levy4")
     assert results["failed_trials"] == 0, results["failures"]
