@@ -114,11 +114,10 @@ class InferenceConfig:
     :param sparsify: collapse dimensions to one zero-frequency Gaussian (an RBF factor) where
         the data's evidence allows it (:mod:`pfn_kernels.inference.sparsity`): the kernel then
         costs one exponential per entry for all such dimensions together, which makes every
-        acquisition evaluation cheaper where every dimension collapses. On held-out prior tasks
-        it predicts better than the dense spectra and halves the catastrophic misses at d = 4
-        and 8 (``benchmarks/one_pass.py``, variants ``sparse`` and ``dense``); in whole BO runs
-        regret and wall time are level with the dense spectra (BENCHMARKS.md, "Sparse spectra
-        by default"). ``False`` keeps every decoded component.
+        acquisition evaluation cheaper. On held-out prior tasks it also predicts better
+        (``benchmarks/one_pass.py``, variant ``sparse``); in whole BO runs its regret was level
+        with the dense spectra but its acquisition optimizations took more evaluations, so it
+        is off by default (BENCHMARKS.md, "Sparse spectra").
     :param sparsity_margin: nats per point of evidence the collapse may cost.
 
     Example:
@@ -142,7 +141,7 @@ class InferenceConfig:
     evidence_folded: bool = True
     evidence_periodogram: bool = True
     calibration_noise_prior_std: float | None = CALIBRATION_NOISE_PRIOR_STD
-    sparsify: bool = True
+    sparsify: bool = False
     sparsity_margin: float = SPARSITY_MARGIN
 
     def __post_init__(self) -> None:

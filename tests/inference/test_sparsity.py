@@ -89,8 +89,8 @@ def test_one_dimension_and_realizations():
 
 
 def test_pipeline_option_gives_rbf_dimensions():
-    """With ``sparsify=True`` (the default) the one pass returns collapsed dimensions on a smooth
-    function; with ``sparsify=False``, none."""
+    """With ``sparsify=True`` the one pass returns collapsed dimensions on a smooth function;
+    without (the default), none."""
     g = torch.Generator().manual_seed(3)
     X = torch.rand(40, 3, generator=g, dtype=DTYPE)
     y = torch.sin(3 * X[:, 0]) + X[:, 1] ** 2
@@ -101,5 +101,5 @@ def test_pipeline_option_gives_rbf_dimensions():
     assert is_collapsed(sparse.weights, sparse.means).any()
     with pytest.raises(ValueError, match="sparsity_margin"):
         InferenceConfig(sparsity_margin=-0.1)
-    assert InferenceConfig().sparsify
+    assert not InferenceConfig().sparsify
     assert InferenceConfig.from_dict(InferenceConfig(sparsify=True).to_dict()).sparsify

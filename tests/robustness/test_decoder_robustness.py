@@ -21,7 +21,6 @@ from pfn_kernels.inference.calibration import calibrate
 from pfn_kernels.inference.evidence import evidence_check
 from pfn_kernels.inference.outputscale import gls_mean_and_outputscale
 from pfn_kernels.inference.pipeline import DEFAULT_MAX_CONTEXT, SUBSAMPLE_SEED
-from pfn_kernels.inference.sparsity import sparsify
 from pfn_kernels.network import DecoderConfig, SpectralDecoder
 from pfn_kernels.network.weights import weights_path
 from pfn_kernels.validation import MAX_INPUT_DIMS, DecoderWarning, OutsideUnitCubeWarning
@@ -58,14 +57,13 @@ def run(decoder, X, y, config=None):
 
 
 def bare_network(decoder, X, y):
-    """The stages without any guard: network, evidence check, sparse spectra, calibration, GLS
-    mean, profile outputscale."""
+    """The stages without any guard: network, evidence check, calibration, GLS mean, profile
+    outputscale."""
     x = X.reshape(-1, *X.shape[-2:]).float()
     yy = y.reshape(-1, *y.shape[X.dim() - 2 :]).float()
     ranges = OutputRanges.of(decoder)
     with torch.no_grad():
         out, _ = evidence_check(x, yy, decoder(x, yy), ranges)
-        out, _ = sparsify(x, yy, out, ranges)
         out = calibrate(x, yy, out, ranges)
         mean, os = gls_mean_and_outputscale(x, yy, out)
     noise = os * out.log_noise_ratio.exp()
