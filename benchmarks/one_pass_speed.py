@@ -11,9 +11,10 @@ variant of ``--variants`` (the :data:`one_pass.VARIANTS` configurations: ``previ
 inference configuration of earlier versions, run on today's code, so the ratio to it is the cost
 of the configuration, not a comparison with earlier code; ``default`` is today's
 :class:`~pfn_kernels.inference.InferenceConfig`),
-and, for the default, each stage alone on the inputs it reads in the pass (beyond the decoder's
-context of 256 points, the pass's subsample): the network, the evidence check, the calibration
-and the mean/outputscale step.
+and, for the default, each stage alone on the inputs it reads in the pass (beyond the pass's
+context, :data:`~pfn_kernels.inference.pipeline.DEFAULT_MAX_CONTEXT` points or the decoder's
+trained context if larger, the pass's subsample): the network, the evidence check, the sparse-spectra
+stage (when the default runs it), the calibration and the mean/outputscale step.
 
 Timing on a shared or virtualized machine drifts by tens of percent over minutes, so the
 variants and stages are **interleaved**: every round times each of them once, in turn, after one
@@ -51,10 +52,11 @@ from pfn_kernels.inference.bounds import OutputRanges  # noqa: E402
 from pfn_kernels.inference.calibration import calibrate  # noqa: E402
 from pfn_kernels.inference.evidence import evidence_check  # noqa: E402
 from pfn_kernels.inference.outputscale import gls_mean_and_outputscale  # noqa: E402
-from pfn_kernels.inference.pipeline import _run_network, subsample_context  # noqa: E402
+from pfn_kernels.inference.pipeline import DEFAULT_MAX_CONTEXT, _run_network, subsample_context  # noqa: E402
+from pfn_kernels.inference.sparsity import sparsify  # noqa: E402
 from pfn_kernels.network import default_decoder  # noqa: E402
 
-STAGES = ("network", "evidence", "calibration", "mean_outputscale")
+STAGES = ("network", "evidence", "sparsity", "calibration", "mean_outputscale")
 
 
 def timed_calls(X: torch.Tensor, y: torch.Tensor, variants: Sequence[str]) -> dict[str, Callable[[], Any]]:
@@ -66,11 +68,16 @@ def timed_calls(X: torch.Tensor, y: torch.Tensor, variants: Sequence[str]) -> di
         calls[name] = lambda config=config: decode_spectral_params(X, y, decoder, config)
     cfg = InferenceConfig()
     # the stages read what the pass reads: beyond the context, its subsample
-    x, yy = subsample_context(X[None], y[None], decoder.config.trained_max_context)
+    limit = max(DEFAULT_MAX_CONTEXT, decoder.config.trained_max_context)  # as the pass's default
+    x, yy = subsample_context(X[None], y[None], limit)
     est = _run_network(decoder, x, yy)
     xf, yf = x.to(est.weights), yy.to(est.weights)
     ranges = OutputRanges.of(decoder)
     checked, _ = evidence_check(xf, yf, est, ranges, cfg.evidence_margin, cfg.max_calibration_points)
+    if cfg.sparsify:
+        calls["sparsity"] = lambda checked=checked: sparsify(
+            xf, yf, checked, ranges, cfg.sparsity_margin, cfg.max_calibration_points)
+        checked, _ = sparsify(xf, yf, checked, ranges, cfg.sparsity_margin, cfg.max_calibration_points)
     cal = calibrate(xf, yf, checked, ranges, cfg.calibration_sweeps, cfg.max_calibration_points,
                     cfg.calibration_steps, cfg.calibration_prior_std)
     calls["network"] = lambda: _run_network(decoder, x, yy)
@@ -133,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 "interleaved rounds after one warm-up"},
               "rows": rows}
     write_json(result, args.out)
-    names = [*args.variants, *STAGES]
+    names = [*args.variants, *(s for s in STAGES if s in rows[0])]
     ratio_column = reference is not None and "default" in args.variants
     print("| n | d | " + " | ".join(names) + (f" | default / {reference} |" if ratio_column else " |"))
     print("|---" * (len(names) + 2 + ratio_column) + "|")
