@@ -207,6 +207,23 @@ def test_large_context_script(weights, tmp_path, capsys):
     assert (tmp_path / "l.png").is_file() and "| 530 | 2 |" in capsys.readouterr().out
 
 
+def test_attention_chunks_script(tmp_path, capsys, monkeypatch):
+    """Both chunk settings are timed (with the default restored after every call), in chunks
+    here: one dimension's scores exceed the chunk size set for the test."""
+    from pfn_kernels.network import attention
+
+    monkeypatch.setattr(attention, "SCORE_CHUNK_BYTES", 1)
+    chunks = load_script("attention_chunks")
+    out = chunks.main(["--cells", "30", "3", "--repeats", "1", "--threads", "1",
+                       "--out", str(tmp_path / "a.json"), "--no-progress"])
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["meta"]["score_chunk_bytes"] == 1 and attention.SCORE_CHUNK_BYTES == 1
+    for what in ("network", "pass"):
+        row = out["rows"][0][what]
+        assert row["whole_ms"] > 0 and row["chunks_ms"] > 0 and row["ratio"] > 0
+    assert "| 30 | 3 |" in capsys.readouterr().out
+
+
 def test_one_pass_script_with_other_weights(weights, tmp_path, capsys):
     one_pass = load_script("one_pass")
     out = one_pass.main(["--weights", str(weights), "--dims", "1", "--tasks", "2", "--context", "12",

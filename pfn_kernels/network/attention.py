@@ -10,7 +10,11 @@ where the :math:`\phi_r` are fixed RBF functions of the distance (TNP-KR's kerne
 bias, arXiv 2411.12502) and :math:`c_{hr}` are learned per layer and head.
 
 - ``"full"``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as an additive
-  mask; memory :math:`O(n^2)`.
+  mask; memory :math:`O(n^2)`. On the CPU the input dimensions are processed in chunks whose
+  scores take at most :data:`SCORE_CHUNK_BYTES` (the same values, bit for bit): score tensors
+  of tens of MB are fresh memory from the operating system at every allocation, and the page
+  faults of touching it cost more than the arithmetic (0.67x the network's time at n = 512,
+  d = 8; BENCHMARKS.md, "Large contexts").
 - ``"scan"``: the same result computed in blocks of queries (scan attention); the bias is built per
   block, so memory is :math:`O(\text{block}\cdot n)` whatever n.
 - ``"linear"``: Performer-style positive random features (deep kernel attention), :math:`O(n)`
@@ -28,6 +32,10 @@ from torch import Tensor, nn
 
 #: Lengthscales (in unit-cube coordinates) of the RBF bias basis.
 BIAS_LENGTHSCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
+#: Most bytes of attention scores (bias, then softmax weights) held at once by the CPU path of
+#: full attention; the input dimensions are taken in chunks that fit (at least one at a time).
+#: Small enough that the C allocator reuses the memory of the previous chunk.
+SCORE_CHUNK_BYTES = 4 << 20
 
 
 def distance_basis(x1: Tensor, x2: Tensor, lengthscales: Tensor) -> Tensor:
@@ -146,7 +154,7 @@ class PointAttention(nn.Module):
         q, k = self.qk(x_tok).chunk(2, dim=-1)
         q, k, v = (_split_heads(t, self.num_heads) for t in (q, k, self.v(v_tok)))  # (B, d, H, n, e)
         if variant == "full":
-            out = _biased_attention(q, k, v, self.bias(coords.basis()))
+            out = self._full(q, k, v, coords)
         elif variant == "scan":
             out = self._scan(q, k, v, coords)
         elif variant == "linear":
@@ -154,6 +162,19 @@ class PointAttention(nn.Module):
         else:
             raise ValueError(f"Unknown attention variant {variant!r}; use 'full', 'scan' or 'linear'.")
         return self.out(_merge_heads(out))
+
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
+        basis = coords.basis()
+        if q.is_cuda:
+            return _biased_attention(q, k, v, self.bias(basis))
+        per_dim, whole = basis
+        b, d, h, n, _ = q.shape
+        per = max(1, SCORE_CHUNK_BYTES // (b * h * n * k.shape[-2] * q.element_size()))
+        if per >= d:
+            return _biased_attention(q, k, v, self.bias(basis))
+        chunks = [slice(j, j + per) for j in range(0, d, per)]
+        return torch.cat([_biased_attention(q[:, c], k[:, c], v[:, c], self.bias((per_dim[:, c], whole)))
+                          for c in chunks], dim=1)
 
     def _scan(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
         outs = []

@@ -61,6 +61,34 @@ def test_scan_attention_equals_full():
     torch.testing.assert_close(a.weights, b.weights, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_full_attention_in_dimension_chunks_is_bit_identical(monkeypatch, batch):
+    """The CPU path takes the dimensions in chunks of at most ``SCORE_CHUNK_BYTES`` of scores:
+    the outputs equal those of one chunk bit for bit, the parameter gradients to float32
+    rounding (autograd sums the chunks' contributions to shared weights in another order)."""
+    import pfn_kernels.network.attention as attention
+
+    decoder = make_decoder(DecoderConfig(width=32, num_layers=2))
+    X, y = _data(batch, n=40, d=5)
+
+    def run(chunk_bytes):
+        monkeypatch.setattr(attention, "SCORE_CHUNK_BYTES", chunk_bytes)
+        decoder.zero_grad()
+        out = decoder(X, y)
+        (out.means.sum() + out.log_noise_ratio.sum()).backward()
+        return out, [p.grad.clone() for p in decoder.parameters() if p.grad is not None]
+
+    whole, grads = run(1 << 40)
+    # 40 x 40 scores per head: two dimensions (and every batch member) per chunk, or one
+    for chunk_bytes in (batch * 4 * 40 * 40 * 4 * 2, 1):
+        part, part_grads = run(chunk_bytes)
+        for field in ("weights", "means", "scales", "log_noise_ratio", "log_outputscale"):
+            assert torch.equal(getattr(part, field), getattr(whole, field)), field
+        assert len(part_grads) == len(grads)
+        for a, b in zip(part_grads, grads):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_linear_attention_runs_at_large_n():
     dec = make_decoder(DecoderConfig(width=32, num_layers=2, attention="linear"))
     X, y = _data(1, n=3000, d=2)
