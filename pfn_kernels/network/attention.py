@@ -13,8 +13,8 @@ bias, arXiv 2411.12502) and :math:`c_{hr}` are learned per layer and head.
   mask; memory :math:`O(n^2)`. On the CPU the input dimensions are processed in chunks whose
   scores take at most :data:`SCORE_CHUNK_BYTES` (the same values, bit for bit): score tensors
   of tens of MB are fresh memory from the operating system at every allocation, and the page
-  faults of touching it cost more than the arithmetic (0.67x the network's time at n = 512,
-  d = 8; BENCHMARKS.md, "Large contexts").
+  faults of touching it cost more than the arithmetic (with chunks the network takes about 0.6x
+  the time at n = 512, d = 8 and 16; BENCHMARKS.md, "Attention scores in dimension chunks").
 - ``"scan"``: the same result computed in blocks of queries (scan attention); the bias is built per
   block, so memory is :math:`O(\text{block}\cdot n)` whatever n.
 - ``"linear"``: Performer-style positive random features (deep kernel attention), :math:`O(n)`
@@ -164,6 +164,8 @@ class PointAttention(nn.Module):
         return self.out(_merge_heads(out))
 
     def _full(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
+        """Full attention, `(B, d, H, n, e)` -> `(B, d, H, n, e)`; on the CPU in chunks of the d
+        axis of at most :data:`SCORE_CHUNK_BYTES` of scores each (the bias too is built per chunk)."""
         basis = coords.basis()
         if q.is_cuda:
             return _biased_attention(q, k, v, self.bias(basis))
