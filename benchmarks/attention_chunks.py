@@ -11,7 +11,9 @@ times, for each (n, d) cell, the shipped network alone and the whole one pass
 at its default and with it set so large that every dimension is one chunk (the code before the
 chunks), alternating the two in every round after one untimed round (``interleaved_seconds``), on
 one task of uniform inputs and Gaussian targets. Reported: medians and the median of the per-round
-ratios chunked / whole. Run it alone. Written: ``benchmarks/results/attention_chunks.json``.
+ratios chunked / whole. With ``--train-cells``, also a training step's forward and backward pass
+(train mode, a batch of B tasks, the gradient of the decoded means and noise ratios). Run it
+alone. Written: ``benchmarks/results/attention_chunks.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from benchmarks._common import (  # noqa: E402
     add_run_arguments, interleaved_seconds, machine_metadata, set_threads, write_json,
 )
 from pfn_kernels.inference import decode_spectral_params  # noqa: E402
-from pfn_kernels.network import attention, default_decoder  # noqa: E402
+from pfn_kernels.network import attention, default_decoder, load_decoder  # noqa: E402
+from pfn_kernels.network.weights import weights_path  # noqa: E402
 
 #: Chunk size standing for "every dimension at once".
 WHOLE = 1 << 62
@@ -61,11 +64,40 @@ def timed_calls(n: int, d: int) -> dict[str, Any]:
             "pass_whole": with_chunks(WHOLE, one_pass), "pass_chunks": with_chunks(chunk, one_pass)}
 
 
+def training_calls(b: int, n: int, d: int) -> dict[str, Any]:
+    """name -> call: one forward and backward pass in train mode, with chunks and whole."""
+    g = torch.Generator().manual_seed(b + n + 100 * d)
+    x, y = torch.rand(b, n, d, generator=g), torch.randn(b, n, generator=g)
+    decoder = load_decoder(weights_path("default")).train()  # its own copy, not the shared one
+    chunk = attention.SCORE_CHUNK_BYTES
+
+    def step(size: int) -> Any:
+        def call() -> None:
+            attention.SCORE_CHUNK_BYTES = size
+            try:
+                decoder.zero_grad()
+                out = decoder(x, y)
+                (out.means.sum() + out.log_noise_ratio.sum()).backward()
+            finally:
+                attention.SCORE_CHUNK_BYTES = chunk
+        return call
+
+    return {"train_whole": step(WHOLE), "train_chunks": step(chunk)}
+
+
+def summary(times: dict[str, list[float]], what: str) -> dict[str, Any]:
+    whole, chunks = times[f"{what}_whole"], times[f"{what}_chunks"]
+    return {"whole_ms": 1e3 * statistics.median(whole), "chunks_ms": 1e3 * statistics.median(chunks),
+            "ratio": statistics.median(c / w for c, w in zip(chunks, whole)),
+            "whole_times_ms": [1e3 * t for t in whole], "chunks_times_ms": [1e3 * t for t in chunks]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", type=int, nargs="+", default=[512, 16, 1000, 16, 512, 8, 256, 16, 256, 8, 100, 6],
                    help="n d pairs")
+    p.add_argument("--train-cells", type=int, nargs="*", default=[], help="B n d triples (training steps)")
     p.add_argument("--repeats", type=int, default=6, help="timed rounds per cell")
     add_run_arguments(p, "attention_chunks", threads=1, plot=False)
     return p
@@ -79,19 +111,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = []
     cells = list(zip(args.cells[::2], args.cells[1::2]))
     for n, d in tqdm(cells, desc="cells", disable=args.no_progress):
+        calls = timed_calls(n, d)  # the decoder is loaded outside inference mode
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # d beyond the trained dimensions, n beyond the context
-            times = interleaved_seconds(timed_calls(n, d), args.repeats, warmup=1)
-        row: dict[str, Any] = {"n": n, "d": d}
-        for what in ("network", "pass"):
-            whole, chunks = times[f"{what}_whole"], times[f"{what}_chunks"]
-            row[what] = {"whole_ms": 1e3 * statistics.median(whole), "chunks_ms": 1e3 * statistics.median(chunks),
-                         "ratio": statistics.median(c / w for c, w in zip(chunks, whole)),
-                         "whole_times_ms": [1e3 * t for t in whole], "chunks_times_ms": [1e3 * t for t in chunks]}
-        rows.append(row)
+            times = interleaved_seconds(calls, args.repeats, warmup=1)
+        rows.append({"n": n, "d": d, "network": summary(times, "network"), "pass": summary(times, "pass")})
+    if len(args.train_cells) % 3:
+        raise SystemExit("--train-cells takes B n d triples")
+    train_rows = []
+    triples = list(zip(args.train_cells[::3], args.train_cells[1::3], args.train_cells[2::3]))
+    for b, n, d in tqdm(triples, desc="training cells", disable=args.no_progress):
+        times = interleaved_seconds(training_calls(b, n, d), args.repeats, warmup=1)
+        train_rows.append({"batch": b, "n": n, "d": d, "train": summary(times, "train")})
     result = {"meta": {"machine": machine_metadata(args.threads), "args": vars(args) | {"out": str(args.out)},
                        "score_chunk_bytes": attention.SCORE_CHUNK_BYTES},
-              "rows": rows}
+              "rows": rows, "training": train_rows}
     write_json(result, args.out)
     print("| n | d | network: whole → chunks | ratio | one pass: whole → chunks | ratio |")
     print("|---|---|---|---|---|---|")
@@ -99,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         net, one = r["network"], r["pass"]
         print(f"| {r['n']} | {r['d']} | {net['whole_ms']:.0f} → {net['chunks_ms']:.0f} ms | {net['ratio']:.2f} "
               f"| {one['whole_ms']:.0f} → {one['chunks_ms']:.0f} ms | {one['ratio']:.2f} |")
+    if train_rows:
+        print("\n| B | n | d | training step: whole → chunks | ratio |")
+        print("|---|---|---|---|---|")
+        for r in train_rows:
+            t = r["train"]
+            print(f"| {r['batch']} | {r['n']} | {r['d']} | {t['whole_ms']:.0f} → {t['chunks_ms']:.0f} ms | {t['ratio']:.2f} |")
     print(f"\nwrote {args.out}")
     return result
 

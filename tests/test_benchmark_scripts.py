@@ -214,14 +214,16 @@ def test_attention_chunks_script(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(attention, "SCORE_CHUNK_BYTES", 1)
     chunks = load_script("attention_chunks")
-    out = chunks.main(["--cells", "30", "3", "--repeats", "1", "--threads", "1",
+    out = chunks.main(["--cells", "30", "3", "--train-cells", "2", "20", "2", "--repeats", "1", "--threads", "1",
                        "--out", str(tmp_path / "a.json"), "--no-progress"])
     saved = json.loads((tmp_path / "a.json").read_text())
     assert saved["meta"]["score_chunk_bytes"] == 1 and attention.SCORE_CHUNK_BYTES == 1
     for what in ("network", "pass"):
         row = out["rows"][0][what]
         assert row["whole_ms"] > 0 and row["chunks_ms"] > 0 and row["ratio"] > 0
-    assert "| 30 | 3 |" in capsys.readouterr().out
+    assert out["training"][0]["train"]["ratio"] > 0
+    printed = capsys.readouterr().out
+    assert "| 30 | 3 |" in printed and "| 2 | 20 | 2 |" in printed
 
 
 def test_one_pass_script_with_other_weights(weights, tmp_path, capsys):

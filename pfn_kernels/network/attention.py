@@ -10,11 +10,12 @@ where the :math:`\phi_r` are fixed RBF functions of the distance (TNP-KR's kerne
 bias, arXiv 2411.12502) and :math:`c_{hr}` are learned per layer and head.
 
 - ``"full"``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as an additive
-  mask; memory :math:`O(n^2)`. On the CPU the input dimensions are processed in chunks whose
-  scores take at most :data:`SCORE_CHUNK_BYTES` (the same values, bit for bit): score tensors
-  of tens of MB are fresh memory from the operating system at every allocation, and the page
-  faults of touching it cost more than the arithmetic (with chunks the network takes about 0.6x
-  the time at n = 512, d = 8 and 16; BENCHMARKS.md, "Attention scores in dimension chunks").
+  mask; memory :math:`O(n^2)`. On the CPU the input dimensions (and tasks) are processed in
+  chunks whose scores take at most :data:`SCORE_CHUNK_BYTES` (the same values, bit for bit):
+  score tensors of tens of MB are fresh memory from the operating system at every allocation,
+  and the page faults of touching it cost more than the arithmetic (with chunks the network
+  takes 0.6–0.75x the time at n = 512, d = 8 and 16, a training step at n = 256 0.65–0.8x;
+  BENCHMARKS.md, "Attention scores in dimension chunks").
 - ``"scan"``: the same result computed in blocks of queries (scan attention); the bias is built per
   block, so memory is :math:`O(\text{block}\cdot n)` whatever n.
 - ``"linear"``: Performer-style positive random features (deep kernel attention), :math:`O(n)`
@@ -33,7 +34,8 @@ from torch import Tensor, nn
 #: Lengthscales (in unit-cube coordinates) of the RBF bias basis.
 BIAS_LENGTHSCALES = (0.01, 0.03, 0.1, 0.3, 1.0)
 #: Most bytes of attention scores (bias, then softmax weights) held at once by the CPU path of
-#: full attention; the input dimensions are taken in chunks that fit (at least one at a time).
+#: full attention; the input dimensions (and, if need be, the tasks of a batch) are taken in
+#: chunks that fit (at least one dimension of one task at a time).
 #: Small enough that the C allocator reuses the memory of the previous chunk.
 SCORE_CHUNK_BYTES = 4 << 20
 
@@ -164,19 +166,27 @@ class PointAttention(nn.Module):
         return self.out(_merge_heads(out))
 
     def _full(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
-        """Full attention, `(B, d, H, n, e)` -> `(B, d, H, n, e)`; on the CPU in chunks of the d
-        axis of at most :data:`SCORE_CHUNK_BYTES` of scores each (the bias too is built per chunk)."""
+        """Full attention, `(B, d, H, n, e)` -> `(B, d, H, n, e)`; on the CPU in chunks of at most
+        :data:`SCORE_CHUNK_BYTES` of scores each (the bias too is built per chunk): several
+        dimensions of every task at once, or one dimension of several tasks where one dimension
+        of all of them is too large."""
         basis = coords.basis()
         if q.is_cuda:
             return _biased_attention(q, k, v, self.bias(basis))
         per_dim, whole = basis
         b, d, h, n, _ = q.shape
-        per = max(1, SCORE_CHUNK_BYTES // (b * h * n * k.shape[-2] * q.element_size()))
-        if per >= d:
+        one = h * n * k.shape[-2] * q.element_size()  # score bytes of one (task, dimension)
+        per_b = max(1, min(b, SCORE_CHUNK_BYTES // one))  # tasks per chunk
+        per_d = max(1, SCORE_CHUNK_BYTES // (per_b * one)) if per_b == b else 1  # dimensions
+        if per_b == b and per_d >= d:
             return _biased_attention(q, k, v, self.bias(basis))
-        chunks = [slice(j, j + per) for j in range(0, d, per)]
-        return torch.cat([_biased_attention(q[:, c], k[:, c], v[:, c], self.bias((per_dim[:, c], whole)))
-                          for c in chunks], dim=1)
+
+        def part(i: slice, j: slice) -> Tensor:
+            return _biased_attention(q[i, j], k[i, j], v[i, j], self.bias((per_dim[i, j], whole[i])))
+
+        rows = [slice(i, i + per_b) for i in range(0, b, per_b)]
+        cols = [slice(j, j + per_d) for j in range(0, d, per_d)]
+        return torch.cat([torch.cat([part(i, j) for i in rows], dim=0) for j in cols], dim=1)
 
     def _scan(self, q: Tensor, k: Tensor, v: Tensor, coords: "Coordinates") -> Tensor:
         outs = []

@@ -63,7 +63,7 @@ def test_scan_attention_equals_full():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_full_attention_in_dimension_chunks_is_bit_identical(monkeypatch, batch):
-    """The CPU path takes the dimensions in chunks of at most ``SCORE_CHUNK_BYTES`` of scores:
+    """The CPU path takes dimensions (and tasks) in chunks of at most ``SCORE_CHUNK_BYTES`` of scores:
     the outputs equal those of one chunk bit for bit, the parameter gradients to float32
     rounding (autograd sums the chunks' contributions to shared weights in another order)."""
     import pfn_kernels.network.attention as attention
@@ -79,8 +79,9 @@ def test_full_attention_in_dimension_chunks_is_bit_identical(monkeypatch, batch)
         return out, [p.grad.clone() for p in decoder.parameters() if p.grad is not None]
 
     whole, grads = run(1 << 40)
-    # 40 x 40 scores per head: two dimensions (and every batch member) per chunk, or one
-    for chunk_bytes in (batch * 4 * 40 * 40 * 4 * 2, 1):
+    # 40 x 40 scores per head: two dimensions of every task per chunk, one dimension of two
+    # tasks, or one of one
+    for chunk_bytes in (batch * 4 * 40 * 40 * 4 * 2, 2 * 4 * 40 * 40 * 4, 1):
         part, part_grads = run(chunk_bytes)
         for field in ("weights", "means", "scales", "log_noise_ratio", "log_outputscale"):
             assert torch.equal(getattr(part, field), getattr(whole, field)), field
