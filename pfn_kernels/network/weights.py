@@ -44,9 +44,12 @@ def default_decoder(device: torch.device | str | None = None) -> SpectralDecoder
 
 @functools.lru_cache(maxsize=8)
 def _default_decoder(device: str) -> SpectralDecoder:
-    if device == "cpu":
-        return SpectralDecoder.pretrained().eval()
-    return copy.deepcopy(_default_decoder("cpu")).to(device)
+    # Loaded outside inference mode even when first asked for inside it: the cached copy's
+    # parameters must stay ordinary tensors, usable with autograd later in the process.
+    with torch.inference_mode(False):
+        if device == "cpu":
+            return SpectralDecoder.pretrained().eval()
+        return copy.deepcopy(_default_decoder("cpu")).to(device)
 
 
 default_decoder.cache_clear = _default_decoder.cache_clear  # type: ignore[attr-defined]

@@ -44,3 +44,21 @@ def test_beats_a_fixed_rbf_kernel(d):
                  torch.ones(24), torch.full((24,), 0.01))
     assert decoded.target_nll.mean() < rbf.target_nll.mean() - 0.1
     assert torch.isfinite(decoded.target_nll).all()
+
+
+def test_default_decoder_first_loaded_in_inference_mode_still_trains():
+    """The cached shipped decoder is loaded outside inference mode whatever the caller's mode:
+    its parameters are ordinary tensors, so a gradient can flow through it later."""
+    from pfn_kernels.network import default_decoder
+
+    default_decoder.cache_clear()
+    try:
+        with torch.inference_mode():
+            decoder = default_decoder()
+        assert not any(p.is_inference() for p in decoder.parameters())
+        x, y = torch.rand(1, 10, 2), torch.randn(1, 10)
+        decoder(x, y).means.sum().backward()
+        assert all(p.grad is not None for p in decoder.x_embed.parameters())
+    finally:
+        for p in default_decoder().parameters():
+            p.grad = None
