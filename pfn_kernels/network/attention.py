@@ -171,15 +171,13 @@ class PointAttention(nn.Module):
         dimensions of every task at once, or one dimension of several tasks where one dimension
         of all of them is too large."""
         basis = coords.basis()
-        if q.is_cuda:
-            return _biased_attention(q, k, v, self.bias(basis))
-        per_dim, whole = basis
         b, d, h, n, _ = q.shape
         one = h * n * k.shape[-2] * q.element_size()  # score bytes of one (task, dimension)
         per_b = max(1, min(b, SCORE_CHUNK_BYTES // one))  # tasks per chunk
         per_d = max(1, SCORE_CHUNK_BYTES // (per_b * one)) if per_b == b else 1  # dimensions
-        if per_b == b and per_d >= d:
+        if q.is_cuda or (per_b == b and per_d >= d):  # one chunk (fused kernels on the GPU)
             return _biased_attention(q, k, v, self.bias(basis))
+        per_dim, whole = basis
 
         def part(i: slice, j: slice) -> Tensor:
             return _biased_attention(q[i, j], k[i, j], v[i, j], self.bias((per_dim[i, j], whole[i])))
