@@ -23,7 +23,7 @@ import statistics
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout, uninstalled
@@ -42,22 +42,25 @@ from pfn_kernels.network.weights import weights_path  # noqa: E402
 WHOLE = 1 << 62
 
 
+def with_chunks(size: int, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with ``SCORE_CHUNK_BYTES`` set to ``size`` (the default restored after)."""
+    chunk = attention.SCORE_CHUNK_BYTES
+
+    def call() -> Any:
+        attention.SCORE_CHUNK_BYTES = size
+        try:
+            return fn()
+        finally:
+            attention.SCORE_CHUNK_BYTES = chunk
+    return call
+
+
 def timed_calls(n: int, d: int) -> dict[str, Any]:
     """name -> call: the network and the pass, each with chunks and whole."""
     g = torch.Generator().manual_seed(n + 100 * d)
     x, y = torch.rand(1, n, d, generator=g), torch.randn(1, n, generator=g)
     decoder = default_decoder().eval()
     chunk = attention.SCORE_CHUNK_BYTES
-
-    def with_chunks(size: int, fn: Any) -> Any:
-        def call() -> Any:
-            attention.SCORE_CHUNK_BYTES = size
-            try:
-                return fn()
-            finally:
-                attention.SCORE_CHUNK_BYTES = chunk
-        return call
-
     network = lambda: decoder(x[:, :512], y[:, :512])  # noqa: E731  (the pass reads at most 512)
     one_pass = lambda: decode_spectral_params(x[0].double(), y[0].double(), decoder)  # noqa: E731
     return {"network_whole": with_chunks(WHOLE, network), "network_chunks": with_chunks(chunk, network),
@@ -69,20 +72,14 @@ def training_calls(b: int, n: int, d: int) -> dict[str, Any]:
     g = torch.Generator().manual_seed(b + n + 100 * d)
     x, y = torch.rand(b, n, d, generator=g), torch.randn(b, n, generator=g)
     decoder = load_decoder(weights_path("default")).train()  # its own copy, not the shared one
-    chunk = attention.SCORE_CHUNK_BYTES
 
-    def step(size: int) -> Any:
-        def call() -> None:
-            attention.SCORE_CHUNK_BYTES = size
-            try:
-                decoder.zero_grad()
-                out = decoder(x, y)
-                (out.means.sum() + out.log_noise_ratio.sum()).backward()
-            finally:
-                attention.SCORE_CHUNK_BYTES = chunk
-        return call
+    def step() -> None:
+        decoder.zero_grad()
+        out = decoder(x, y)
+        (out.means.sum() + out.log_noise_ratio.sum()).backward()
 
-    return {"train_whole": step(WHOLE), "train_chunks": step(chunk)}
+    return {"train_whole": with_chunks(WHOLE, step),
+            "train_chunks": with_chunks(attention.SCORE_CHUNK_BYTES, step)}
 
 
 def summary(times: dict[str, list[float]], what: str) -> dict[str, Any]:
