@@ -66,7 +66,7 @@ def measure_cell(n: int, d: int, tasks: int, repeats: int, quality: bool, thread
     test NLLs on held-out prior tasks. ``weights``: a decoder file (default: the shipped one)."""
     from benchmarks.decoder_quality import amortized_scores
     from pfn_kernels.inference import InferenceConfig, decode_spectral_params
-    from pfn_kernels.inference.pipeline import DEFAULT_MAX_CONTEXT
+    from pfn_kernels.inference.pipeline import context_limit
     from pfn_kernels.network import default_decoder, load_decoder
     from pfn_kernels.prior import PriorConfig, sample_tasks
 
@@ -83,7 +83,7 @@ def measure_cell(n: int, d: int, tasks: int, repeats: int, quality: bool, thread
     decode_spectral_params(X, y, decoder)
     row: dict[str, Any] = {"n": n, "d": d, "peak_rss_increase_mib": _peak_rss_mib() - before}
     row["seconds"], row["seconds_all"] = median_seconds(lambda: decode_spectral_params(X, y, decoder), repeats, 0)
-    row["network_reads"] = min(n, max(DEFAULT_MAX_CONTEXT, decoder.config.trained_max_context))
+    row["network_reads"] = min(n, context_limit(InferenceConfig(), decoder))
     if quality:
         cfg = PriorConfig(min_dims=d, max_dims=d, max_context=max(n, 256))
         batch = sample_tasks(cfg, tasks, torch.Generator().manual_seed(LARGE_CONTEXT_SEED + d + n),

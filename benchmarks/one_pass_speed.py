@@ -52,7 +52,7 @@ from pfn_kernels.inference.bounds import OutputRanges  # noqa: E402
 from pfn_kernels.inference.calibration import calibrate  # noqa: E402
 from pfn_kernels.inference.evidence import evidence_check  # noqa: E402
 from pfn_kernels.inference.outputscale import gls_mean_and_outputscale  # noqa: E402
-from pfn_kernels.inference.pipeline import DEFAULT_MAX_CONTEXT, _run_network, subsample_context  # noqa: E402
+from pfn_kernels.inference.pipeline import _run_network, context_limit, subsample_context  # noqa: E402
 from pfn_kernels.inference.sparsity import sparsify  # noqa: E402
 from pfn_kernels.network import default_decoder  # noqa: E402
 
@@ -68,8 +68,7 @@ def timed_calls(X: torch.Tensor, y: torch.Tensor, variants: Sequence[str]) -> di
         calls[name] = lambda config=config: decode_spectral_params(X, y, decoder, config)
     cfg = InferenceConfig()
     # the stages read what the pass reads: beyond the context, its subsample
-    limit = max(DEFAULT_MAX_CONTEXT, decoder.config.trained_max_context)  # as the pass's default
-    x, yy = subsample_context(X[None], y[None], limit)
+    x, yy = subsample_context(X[None], y[None], context_limit(cfg, decoder))
     est = _run_network(decoder, x, yy)
     xf, yf = x.to(est.weights), yy.to(est.weights)
     ranges = OutputRanges.of(decoder)

@@ -257,11 +257,8 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
             f"({trained_dims}); its kernel may be poor.",
             DecoderWarning, stacklevel=3,
         )
-    limit = config.max_context
-    if limit is None and network is not None:
-        limit = max(DEFAULT_MAX_CONTEXT, network.config.trained_max_context)
     x_all, y_all = x, yy
-    x, yy = subsample_context(x, yy, limit)
+    x, yy = subsample_context(x, yy, context_limit(config, network))
     if network is not None:
         est = _run_network(network, x, yy)
     else:
@@ -300,6 +297,15 @@ def _decode(X: Tensor, y: Tensor, decoder: Decoder, config: InferenceConfig) -> 
         weights=unflat(weights), means=unflat(means), scales=unflat(scales),
         outputscale=unflat(os), noise=unflat(noise), constant_mean=unflat(mean), validate=False,
     )
+
+
+def context_limit(config: InferenceConfig, network: SpectralDecoder | None) -> int | None:
+    """Most points the network reads under ``config``: ``config.max_context``, else
+    :data:`DEFAULT_MAX_CONTEXT` or the network's ``trained_max_context`` if larger (``None``, no
+    limit, for a decoder that is not a :class:`~pfn_kernels.network.SpectralDecoder`)."""
+    if config.max_context is not None or network is None:
+        return config.max_context
+    return max(DEFAULT_MAX_CONTEXT, network.config.trained_max_context)
 
 
 def subsample_context(x: Tensor, y: Tensor, limit: int | None) -> tuple[Tensor, Tensor]:
@@ -360,6 +366,7 @@ __all__ = [
     "DecoderFn",
     "InferenceConfig",
     "SUBSAMPLE_SEED",
+    "context_limit",
     "decode_spectral_params",
     "subsample_context",
 ]
